@@ -1,0 +1,298 @@
+import AuditCore
+import AuditStore
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// When `append` returns.
+public enum Durability: String, Sendable, CaseIterable {
+    /// Once the record is synced to the spool (group-committed `fdatasync`).
+    case spool
+    /// At once; the record is synced moments later. A crash can lose the last few records.
+    case async
+}
+
+public struct JournalConfiguration: Sendable {
+    public var chainID: String
+    public var spoolDirectory: String
+    public var durability: Durability
+    /// Past this many bytes in the spool, `append` fails at once (the gateway answers 503).
+    public var spoolMaxBytes: Int
+    /// A segment is closed and a new one begun past this size; shipped segments are deleted whole.
+    public var segmentBytes: Int
+    /// The writer's libpq connection string; nil runs without a store (spool only, e.g. benchmarks).
+    public var databaseURL: String?
+    /// Records per COPY transaction.
+    public var shipBatchRecords: Int
+    /// Longest wait between reconnection attempts while the store is away.
+    public var maxBackoff: Duration
+
+    public init(
+        chainID: String, spoolDirectory: String, durability: Durability = .spool, spoolMaxBytes: Int = 1 << 30,
+        segmentBytes: Int = 16 << 20, databaseURL: String?, shipBatchRecords: Int = 2000, maxBackoff: Duration = .seconds(5)
+    ) {
+        self.chainID = chainID
+        self.spoolDirectory = spoolDirectory
+        self.durability = durability
+        self.spoolMaxBytes = spoolMaxBytes
+        self.segmentBytes = segmentBytes
+        self.databaseURL = databaseURL
+        self.shipBatchRecords = shipBatchRecords
+        self.maxBackoff = maxBackoff
+    }
+}
+
+/// What `append` returns: where the record sits in the chain.
+public struct AppendReceipt: Sendable, Equatable {
+    public var seq: Int64
+    public var hash: [UInt8]
+    public var recordedAtMicros: Int64
+}
+
+/// A snapshot for `/readyz` and `/metrics`.
+public struct JournalStatus: Sendable {
+    public var durability: Durability
+    public var acceptingRecords: Bool
+    /// Why records cannot be made durable, when they cannot.
+    public var refusalReason: String?
+    public var spoolBytes: Int
+    public var spoolMaxBytes: Int
+    /// The last seq assigned, synced to the spool, and committed in the store.
+    public var lastSeq: Int64
+    public var durableSeq: Int64
+    public var shippedSeq: Int64
+    public var storeReachable: Bool
+    public var storeErrors: Int
+    public var lastStoreError: String?
+    /// Records written but not yet in the store.
+    public var backlog: Int64 { max(0, durableSeq - shippedSeq) }
+}
+
+/// The audit journal of one chain: one serial writer assigns `seq`, computes the hash chain and appends
+/// to the spool with group-committed `fdatasync`; a shipper moves the spool into PostgreSQL.
+///
+/// Callers on any thread call `append`; the writer and the shipper each run on a dedicated thread, so
+/// neither `fdatasync` nor libpq ever blocks Swift's cooperative pool.
+public final class Journal: @unchecked Sendable {
+    public let configuration: JournalConfiguration
+    let logger: Logger
+    let spool: SpoolDirectory
+
+    // Shared state, guarded by `lock`; the writer waits on `lock` itself (so no wakeup is lost), the
+    // shipper on `shipperWakeup` with a timeout (a lost wakeup only delays shipping a little).
+    let lock = NSCondition()
+    let shipperWakeup = NSCondition()
+    var nextSeq: Int64 = 1
+    var prevHash: [UInt8] = AuditRecord.genesisHash
+    var lastRecordedAt: Int64 = 0
+    var pending: [UInt8] = []
+    var pendingFirstSeq: Int64 = 1
+    var pendingPrevHash: [UInt8] = AuditRecord.genesisHash
+    var waiters: [CheckedContinuation<Void, any Error>] = []
+    var spoolBytes = 0
+    var durableSeq: Int64 = 0
+    var shippedSeq: Int64 = 0
+    var failure: JournalError?
+    var state: LifecycleState = .created
+    /// The segment the writer appends to, and how much of it is synced (the shipper reads only that).
+    var activeSegment: (firstSeq: Int64, path: String, syncedLength: Int)?
+    var storeReachable = false
+    var storeErrors = 0
+    var lastStoreError: String?
+    var writerDone = false
+    var shipperDone = false
+    var shipperStopDeadline: ContinuousClock.Instant?
+
+    enum LifecycleState { case created, running, stopping, stopped }
+
+    // Writer-thread state.
+    var segmentFD: Int32 = -1
+    var segmentLength = 0
+
+    public init(configuration: JournalConfiguration, logger: Logger = Logger(label: "auditgate.journal")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.spool = SpoolDirectory(path: configuration.spoolDirectory)
+    }
+
+    /// Recovers the spool, finds where the chain stands (spool and store), and starts the writer and
+    /// shipper threads. Fails when the spool is unusable, or when it is empty and the store is away
+    /// (a new chain could otherwise restart at seq 1 over records already in the store).
+    public func start() throws {
+        let recovered = try spool.recover(chainID: configuration.chainID)
+        var head = recovered.head
+        var storeHead: (seq: Int64, hash: [UInt8])?
+        if let url = configuration.databaseURL {
+            do {
+                let store = try ChainStore(url: url)
+                storeHead = try store.head(chainID: configuration.chainID)
+                if storeHead == nil || head == nil { _ = try? store.ensurePartitions() }
+                if head == nil { head = storeHead ?? (0, AuditRecord.genesisHash) }
+            } catch {
+                if head == nil { throw JournalError.headUnknown(String(describing: error)) }
+                logger.warning("audit store unreachable at start; continuing from the spool", metadata: ["error": "\(error)"])
+            }
+        } else if head == nil {
+            head = (0, AuditRecord.genesisHash)
+        }
+        if let storeHead, let spoolHead = head, storeHead.seq > spoolHead.seq {
+            logger.warning(
+                "the store is ahead of the spool; continuing after the store's head",
+                metadata: ["store_seq": "\(storeHead.seq)", "spool_seq": "\(spoolHead.seq)"])
+            head = storeHead
+        }
+        let start = head ?? (0, AuditRecord.genesisHash)
+
+        lock.lock()
+        nextSeq = start.seq + 1
+        prevHash = start.hash
+        durableSeq = start.seq
+        shippedSeq = storeHead?.seq ?? 0
+        spoolBytes = recovered.segments.reduce(0) { $0 + $1.size }
+        if let last = recovered.segments.last, recovered.head?.seq == start.seq {
+            activeSegment = (last.firstSeq, last.path, recovered.lastSegmentLength)
+        }
+        state = .running
+        lock.unlock()
+
+        if let active = activeSegment {
+            segmentFD = try spool.openForAppend(active.path)
+            segmentLength = active.syncedLength
+        }
+
+        let writer = Thread { [self] in writerLoop() }
+        writer.name = "auditgate-journal-writer"
+        writer.start()
+        let shipper = Thread { [self] in shipperLoop() }
+        shipper.name = "auditgate-journal-shipper"
+        shipper.start()
+        logger.info(
+            "journal started",
+            metadata: [
+                "chain_id": "\(configuration.chainID)", "next_seq": "\(start.seq + 1)",
+                "durability": "\(configuration.durability.rawValue)", "spool_bytes": "\(spoolBytes)",
+            ])
+    }
+
+    /// Appends a record. In `spool` mode, returns once the record is synced to disk; in `async` mode,
+    /// at once. Throws `spoolFull` at once when the spool is at its cap: never waits for room.
+    @discardableResult
+    public func append(_ draft: RecordDraft) async throws -> AppendReceipt {
+        switch configuration.durability {
+        case .async:
+            return try enqueue(draft, waiter: nil)
+        case .spool:
+            var receipt: AppendReceipt?
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                do {
+                    receipt = try enqueue(draft, waiter: continuation)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            return receipt!
+        }
+    }
+
+    /// Seals the record at the next position under the lock and queues its frame for the writer.
+    private func enqueue(_ draft: RecordDraft, waiter: CheckedContinuation<Void, any Error>?) throws -> AppendReceipt {
+        let now = Self.nowMicros()
+        lock.lock()
+        defer { lock.unlock() }
+        guard state == .running else { throw JournalError.closed }
+        if let failure { throw failure }
+        guard spoolBytes < configuration.spoolMaxBytes else {
+            throw JournalError.spoolFull(bytes: spoolBytes, cap: configuration.spoolMaxBytes)
+        }
+        // Time never goes backwards along the chain, so ordering by time agrees with ordering by seq.
+        let recordedAt = max(now, lastRecordedAt)
+        let record = AuditRecord.seal(
+            draft, chainID: configuration.chainID, seq: nextSeq, recordedAtMicros: recordedAt, prevHash: prevHash)
+        if pending.isEmpty {
+            pendingFirstSeq = record.seq
+            pendingPrevHash = record.prevHash
+        }
+        let before = pending.count
+        SpoolFormat.encodeFrame(record, into: &pending)
+        spoolBytes += pending.count - before
+        nextSeq += 1
+        prevHash = record.hash
+        lastRecordedAt = recordedAt
+        if let waiter { waiters.append(waiter) }
+        lock.signal()
+        return AppendReceipt(seq: record.seq, hash: record.hash, recordedAtMicros: recordedAt)
+    }
+
+    public var status: JournalStatus {
+        lock.lock()
+        defer { lock.unlock() }
+        let reason: String? =
+            if let failure { failure.description }
+            else if state != .running { JournalError.closed.description }
+            else if spoolBytes >= configuration.spoolMaxBytes {
+                JournalError.spoolFull(bytes: spoolBytes, cap: configuration.spoolMaxBytes).description
+            } else { nil }
+        return JournalStatus(
+            durability: configuration.durability, acceptingRecords: reason == nil, refusalReason: reason,
+            spoolBytes: spoolBytes, spoolMaxBytes: configuration.spoolMaxBytes, lastSeq: nextSeq - 1,
+            durableSeq: durableSeq, shippedSeq: shippedSeq, storeReachable: storeReachable, storeErrors: storeErrors,
+            lastStoreError: lastStoreError)
+    }
+
+    /// Stops taking records, syncs what is queued, then lets the shipper move the spool into the store
+    /// for up to `shipTimeout` (what it cannot ship stays in the spool for the next start).
+    public func shutdown(shipTimeout: Duration = .seconds(10)) async {
+        let wasRunning = locked { () -> Bool in
+            guard state == .running else { return false }
+            state = .stopping
+            shipperStopDeadline = ContinuousClock.now + shipTimeout
+            lock.broadcast()
+            return true
+        }
+        guard wasRunning else { return }
+        wake(shipperWakeup)
+        while !locked({ writerDone && shipperDone }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let status = locked { () -> (Int64, Int64) in
+            state = .stopped
+            return (durableSeq, shippedSeq)
+        }
+        logger.info("journal stopped", metadata: ["durable_seq": "\(status.0)", "shipped_seq": "\(status.1)"])
+    }
+
+    /// Waits until every record synced so far is committed in the store (tests, `spool flush`).
+    public func waitUntilShipped(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let status = self.status
+            if status.shippedSeq >= status.lastSeq { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    /// Runs `body` holding the state lock (callable from async code, unlike `lock()`).
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    func wake(_ condition: NSCondition) {
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    static func nowMicros() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+    }
+}

@@ -1,0 +1,197 @@
+import AuditCore
+import AuditStore
+import Foundation
+import Logging
+
+/// Exponential backoff between reconnection attempts while the store is away.
+struct Backoff {
+    let initial: Duration = .milliseconds(50)
+    let maximum: Duration
+    private(set) var next: Duration
+
+    init(maximum: Duration) {
+        self.maximum = maximum
+        self.next = initial
+    }
+
+    mutating func take() -> Duration {
+        defer { next = min(next * 2, maximum) }
+        return next
+    }
+
+    mutating func reset() { next = initial }
+}
+
+extension Journal {
+    /// Where the shipper is in the spool: the segment it reads and the offset of its next frame.
+    struct ShipCursor {
+        var segmentFirstSeq: Int64
+        var offset: Int
+    }
+
+    /// The shipper thread: moves synced records into the store in order, in bounded COPY batches,
+    /// resuming after the store's head (so a replay after a crash inserts nothing twice), and deletes
+    /// a segment only after its last record is committed. While the store is away it retries with
+    /// backoff; the spool keeps every record meanwhile.
+    func shipperLoop() {
+        var store: ChainStore?
+        var backoff = Backoff(maximum: configuration.maxBackoff)
+        var cursor: ShipCursor?
+        while true {
+            lock.lock()
+            let running = state == .running
+            let deadline = shipperStopDeadline
+            let writerFinished = writerDone
+            let caughtUp = shippedSeq >= durableSeq
+            lock.unlock()
+            if !running && writerFinished && (caughtUp || configuration.databaseURL == nil) { break }
+            if !running, let deadline, ContinuousClock.now >= deadline {
+                logger.warning("shutdown: records left in the spool for the next start", metadata: ["reason": "store unavailable"])
+                break
+            }
+            guard let url = configuration.databaseURL else {
+                pause(.milliseconds(100))
+                continue
+            }
+            if store == nil {
+                do {
+                    let connected = try ChainStore(url: url, connectTimeoutSeconds: 3)
+                    let head = try connected.head(chainID: configuration.chainID)
+                    lock.lock()
+                    shippedSeq = head?.seq ?? 0
+                    storeReachable = true
+                    lock.unlock()
+                    store = connected
+                    cursor = nil
+                    backoff.reset()
+                    logger.info("audit store connected", metadata: ["store_seq": "\(head?.seq ?? 0)"])
+                } catch {
+                    noteStoreError(error)
+                    pause(backoff.take())
+                    continue
+                }
+            }
+            do {
+                if try !shipSome(to: store!, cursor: &cursor) { pause(.milliseconds(100)) }
+            } catch let error as JournalError {
+                // The spool itself is unreadable: keep the segment, say so, try again later.
+                lock.lock()
+                lastStoreError = error.description
+                lock.unlock()
+                logger.critical("cannot read the spool", metadata: ["error": "\(error)"])
+                pause(configuration.maxBackoff)
+            } catch {
+                noteStoreError(error)
+                store = nil
+                pause(backoff.take())
+            }
+        }
+        lock.lock()
+        shipperDone = true
+        lock.unlock()
+    }
+
+    private func noteStoreError(_ error: any Error) {
+        lock.lock()
+        let wasReachable = storeReachable
+        storeReachable = false
+        storeErrors += 1
+        lastStoreError = String(describing: error)
+        lock.unlock()
+        if wasReachable {
+            logger.error("audit store unavailable; records stay in the spool", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Waits for the writer's signal, shutdown, or the timeout.
+    func pause(_ duration: Duration) {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        shipperWakeup.lock()
+        _ = shipperWakeup.wait(until: Date(timeIntervalSinceNow: seconds))
+        shipperWakeup.unlock()
+    }
+
+    /// Ships one batch, or deletes one fully shipped segment. Returns false when there is nothing to do.
+    private func shipSome(to store: ChainStore, cursor: inout ShipCursor?) throws -> Bool {
+        // List first, then read the writer's position: a segment created after the listing is simply
+        // not seen this round, and one listed is never mistaken for finished while it is written.
+        let segments = try spool.segments()
+        lock.lock()
+        let shipped = shippedSeq
+        let active = activeSegment
+        lock.unlock()
+
+        for (index, segment) in segments.enumerated() {
+            // Only a segment with a successor is finished: the writer begins the next segment after
+            // syncing the last batch of this one. The newest segment is never deleted, so its header
+            // always tells where the chain stands.
+            let next = index + 1 < segments.count ? segments[index + 1] : nil
+            let finished = next != nil
+            // Everything before the next segment's first seq is in this one: if the store has it all,
+            // the segment can go without being read.
+            if let next, next.firstSeq - 1 <= shipped {
+                try deleteSegment(segment)
+                return true
+            }
+            let limit =
+                finished ? segment.size : (active?.firstSeq == segment.firstSeq ? active?.syncedLength ?? 0 : 0)
+            var offset: Int
+            if let current = cursor, current.segmentFirstSeq == segment.firstSeq {
+                offset = current.offset
+            } else {
+                let head = try readRange(segment.path, offset: 0, maxBytes: 4096)
+                guard let (_, headerLength) = SpoolFormat.decodeHeader(head) else {
+                    throw JournalError.spoolInvalid("segment \(segment.path) has no valid header")
+                }
+                offset = headerLength
+            }
+            var records: [AuditRecord] = []
+            var batchBytes = 0
+            while offset < limit && records.count < configuration.shipBatchRecords && batchBytes < 8 << 20 {
+                var chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, 4 << 20))
+                if chunk.count >= 8, case .incomplete = SpoolFormat.decodeFrame(chunk, at: 0) {
+                    let needed = SpoolFormat.frameHeaderSize + Int(SpoolFormat.readUInt32(chunk, at: 0))
+                    chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, needed))
+                }
+                var position = 0
+                decode: while position < chunk.count && records.count < configuration.shipBatchRecords {
+                    switch SpoolFormat.decodeFrame(chunk, at: position) {
+                    case .record(let record, let length):
+                        if record.seq > shipped { records.append(record) }
+                        position += length
+                        batchBytes += length
+                    case .incomplete:
+                        break decode
+                    case .corrupt:
+                        throw JournalError.spoolInvalid("corrupt frame in \(segment.path) at offset \(offset + position)")
+                    }
+                }
+                if position == 0 { break }
+                offset += position
+            }
+            if !records.isEmpty {
+                if let first = records.first, first.seq != shipped + 1 {
+                    logger.error(
+                        "the spool does not continue the store's chain; shipping anyway, verify will show the gap",
+                        metadata: ["store_seq": "\(shipped)", "spool_seq": "\(first.seq)"])
+                }
+                try store.insert(records)
+                lock.lock()
+                shippedSeq = records.last!.seq
+                lock.unlock()
+                cursor = ShipCursor(segmentFirstSeq: segment.firstSeq, offset: offset)
+                return true
+            }
+            cursor = ShipCursor(segmentFirstSeq: segment.firstSeq, offset: offset)
+            if !finished { return false }
+        }
+        return false
+    }
+
+    private func deleteSegment(_ segment: SpoolDirectory.Segment) throws {
+        try spool.delete(segment.path)
+        lock.lock()
+        spoolBytes -= segment.size
+        lock.unlock()
+    }
+}
