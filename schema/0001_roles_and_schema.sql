@@ -3,17 +3,20 @@
 --                     inherent right to alter or drop the tables;
 --   auditgate_writer  the gateway: INSERT, and the head of its own chain through audit.chain_head();
 --   auditgate_reader  reports and security queries: SELECT only.
+-- Roles are shared by every database of the cluster: two databases migrated at once may race to
+-- create them, so "already exists" is not an error.
 DO $$
+DECLARE
+    role_name text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'auditgate_owner') THEN
-        CREATE ROLE auditgate_owner NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'auditgate_writer') THEN
-        CREATE ROLE auditgate_writer LOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'auditgate_reader') THEN
-        CREATE ROLE auditgate_reader LOGIN;
-    END IF;
+    FOREACH role_name IN ARRAY ARRAY['auditgate_owner', 'auditgate_writer', 'auditgate_reader'] LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name);
+        BEGIN
+            EXECUTE format('CREATE ROLE %I %s', role_name, CASE WHEN role_name = 'auditgate_owner' THEN 'NOLOGIN' ELSE 'LOGIN' END);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END LOOP;
 END
 $$;
 

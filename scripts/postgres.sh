@@ -27,8 +27,12 @@ pg_start() {
     if [ ! -f "$dir/PG_VERSION" ]; then
         as_postgres "$bin/initdb" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
-    as_postgres "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null
+    # The server must not inherit our stdout/stderr: a caller reading them to the end would wait forever.
+    if ! as_postgres "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start </dev/null >"$dir/pg_ctl.out" 2>&1; then
+        cat "$dir/pg_ctl.out" "$dir/server.log" >&2 2>/dev/null
+        return 1
+    fi
     PGPORT=$port
     PGDATA_DIR=$dir
     export PGPORT PGDATA_DIR
@@ -36,5 +40,5 @@ pg_start() {
 
 pg_stop() {
     local dir=${1:-$PGDATA_DIR}
-    [ -n "$dir" ] && [ -f "$dir/postmaster.pid" ] && as_postgres "$(pg_bindir)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
+    [ -n "$dir" ] && [ -f "$dir/postmaster.pid" ] && as_postgres "$(pg_bindir)/pg_ctl" -D "$dir" -m fast -w stop </dev/null >/dev/null 2>&1 || true
 }

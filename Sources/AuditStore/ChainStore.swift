@@ -15,7 +15,7 @@ public final class ChainStore {
     /// The last `seq` and `hash` of a chain in the store; nil for a chain with no records yet.
     public func head(chainID: String) throws(PGError) -> (seq: Int64, hash: [UInt8])? {
         let result = try connection.execute("SELECT seq, hash FROM audit.chain_head($1)", [chainID])
-        guard result.rowCount > 0, let seq = result.int(0, 0), let hash = result.bytes(0, 0) else { return nil }
+        guard result.rowCount > 0, let seq = result.int(0, 0), let hash = result.bytes(0, 1) else { return nil }
         return (seq, hash)
     }
 
