@@ -1,0 +1,261 @@
+import AuditCore
+import AuditStore
+@testable import AuditJournal
+import Foundation
+import LibPQ
+import Testing
+import TestSupport
+
+func draft(_ index: Int, body: String? = nil) -> RecordDraft {
+    var draft = RecordDraft(kind: index % 2 == 0 ? .request : .response, requestID: "req-\(index / 2)")
+    draft.userID = "alice"
+    draft.teamID = "risk"
+    draft.model = "claude-sonnet-4-5"
+    draft.body = body ?? "body \(index)"
+    return draft
+}
+
+func journal(_ spool: String, chain: String = "gw-test", store: String?, durability: Durability = .spool, cap: Int = 1 << 30) -> Journal {
+    Journal(
+        configuration: JournalConfiguration(
+            chainID: chain, spoolDirectory: spool, durability: durability, spoolMaxBytes: cap, segmentBytes: 64 * 1024,
+            databaseURL: store, maxBackoff: .milliseconds(200)))
+}
+
+/// Seq numbers of a chain in the store, and whether `auditgate-report verify` passes.
+func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (seqs: [Int64], distinct: Int, verified: Bool, output: String) {
+    let result = try database.connect().execute("SELECT seq FROM audit.events WHERE chain_id = $1 ORDER BY seq", [chain])
+    let seqs = (0..<result.rowCount).compactMap { result.int($0, 0) }
+    var verified = true
+    var output = ""
+    do {
+        output = try runCommand(binDirectory + "/auditgate-report", ["verify", "--database", database.readerURL])
+    } catch {
+        verified = false
+        output = "\(error)"
+    }
+    return (seqs, Set(seqs).count, verified, output)
+}
+
+@Suite struct SpoolFormatTests {
+    @Test func framesRoundTrip() throws {
+        let record = AuditRecord.seal(draft(3), chainID: "c", seq: 9, recordedAtMicros: 42, prevHash: AuditRecord.genesisHash)
+        var bytes: [UInt8] = []
+        SpoolFormat.encodeFrame(record, into: &bytes)
+        guard case .record(let back, let length) = SpoolFormat.decodeFrame(bytes, at: 0) else {
+            Issue.record("frame did not decode")
+            return
+        }
+        #expect(back == record && length == bytes.count)
+        #expect({ if case .incomplete = SpoolFormat.decodeFrame(Array(bytes.dropLast()), at: 0) { true } else { false } }())
+        bytes[20] ^= 0xff
+        #expect({ if case .corrupt = SpoolFormat.decodeFrame(bytes, at: 0) { true } else { false } }())
+    }
+
+    @Test func aTornTailIsCutOffOnRecovery() async throws {
+        let spool = temporaryDirectory()
+        let first = journal(spool, store: nil)
+        try first.start()
+        for index in 0..<10 { try await first.append(draft(index)) }
+        await first.shutdown()
+        // A crash in the middle of writing the 11th frame leaves half a frame at the end.
+        let segment = try #require(try SpoolDirectory(path: spool).segments().last)
+        let handle = try #require(FileHandle(forWritingAtPath: segment.path))
+        handle.seekToEndOfFile()
+        handle.write(Data([0, 0, 1, 0, 9, 9, 9, 9, 1, 2, 3]))
+        handle.closeFile()
+
+        let second = journal(spool, store: nil)
+        try second.start()
+        let receipt = try await second.append(draft(10))
+        #expect(receipt.seq == 11)
+        await second.shutdown()
+    }
+}
+
+@Suite struct JournalTests {
+    @Test func recordsGoToTheStoreInOrderAndTheChainVerifies() async throws {
+        let database = try TestDatabase()
+        let journal = journal(temporaryDirectory(), store: database.writerURL)
+        try journal.start()
+        var receipts: [AppendReceipt] = []
+        for index in 0..<50 { receipts.append(try await journal.append(draft(index))) }
+        #expect(receipts.map(\.seq) == Array(1...50))
+        #expect(await journal.waitUntilShipped(timeout: .seconds(30)))
+        await journal.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...50))
+        #expect(state.verified, "\(state.output)")
+        #expect(try database.scalar("SELECT count(*) FROM audit.bodies") == "50")
+    }
+
+    @Test func concurrentAppendsGetGaplessSeqs() async throws {
+        let database = try TestDatabase()
+        let journal = journal(temporaryDirectory(), store: database.writerURL)
+        try journal.start()
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<400 { group.addTask { try await journal.append(draft(index)).seq } }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(seqs.sorted() == Array(1...400))
+        #expect(await journal.waitUntilShipped(timeout: .seconds(30)))
+        await journal.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...400) && state.verified, "\(state.output)")
+    }
+
+    @Test func aRestartContinuesTheChainFromTheSpool() async throws {
+        let spool = temporaryDirectory()
+        let database = try TestDatabase()
+        let first = journal(spool, store: database.writerURL)
+        try first.start()
+        for index in 0..<30 { try await first.append(draft(index)) }
+        await first.shutdown()
+        let second = journal(spool, store: database.writerURL)
+        try second.start()
+        #expect(try await second.append(draft(30)).seq == 31)
+        #expect(await second.waitUntilShipped(timeout: .seconds(30)))
+        await second.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...31) && state.verified, "\(state.output)")
+    }
+
+    @Test func aLostSpoolContinuesAfterTheStoresHead() async throws {
+        let database = try TestDatabase()
+        let first = journal(temporaryDirectory(), store: database.writerURL)
+        try first.start()
+        for index in 0..<10 { try await first.append(draft(index)) }
+        #expect(await first.waitUntilShipped(timeout: .seconds(30)))
+        await first.shutdown()
+        let second = journal(temporaryDirectory(), store: database.writerURL)  // a new, empty spool
+        try second.start()
+        #expect(try await second.append(draft(10)).seq == 11)
+        #expect(await second.waitUntilShipped(timeout: .seconds(30)))
+        await second.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...11) && state.verified, "\(state.output)")
+    }
+
+    @Test func asyncModeReturnsBeforeSyncingAndStillKeepsEverything() async throws {
+        let database = try TestDatabase()
+        let journal = journal(temporaryDirectory(), store: database.writerURL, durability: .async)
+        try journal.start()
+        for index in 0..<200 { try await journal.append(draft(index)) }
+        #expect(journal.status.lastSeq == 200)
+        await journal.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...200) && state.verified, "\(state.output)")
+    }
+
+    @Test func anEmptySpoolWithNoStoreRefusesToStart() throws {
+        let journal = journal(temporaryDirectory(), store: "postgresql://nobody@127.0.0.1:1/none")
+        #expect(throws: JournalError.self) { try journal.start() }
+    }
+}
+
+/// Faults against a PostgreSQL cluster of the test's own, which it stops and starts.
+@Suite(.serialized) struct StoreOutageTests {
+    @Test func appendsKeepSucceedingWhileThePostgreSQLServerIsStopped() async throws {
+        let cluster = try TemporaryPostgres()
+        let database = try TestDatabase(on: cluster)
+        let journal = journal(temporaryDirectory(), store: database.writerURL)
+        try journal.start()
+        for index in 0..<100 { try await journal.append(draft(index)) }
+        #expect(await journal.waitUntilShipped(timeout: .seconds(30)))
+
+        cluster.stop()
+        for index in 100..<400 { try await journal.append(draft(index)) }  // every one acknowledged
+        #expect(journal.status.shippedSeq == 100)
+        try await Task.sleep(for: .milliseconds(500))  // the shipper fails and backs off meanwhile
+        #expect(journal.status.storeReachable == false)
+
+        try cluster.start()
+        #expect(await journal.waitUntilShipped(timeout: .seconds(60)))
+        await journal.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...400), "every record exactly once")
+        #expect(state.distinct == state.seqs.count)
+        #expect(state.verified, "\(state.output)")
+    }
+
+    @Test func aFullSpoolFailsFastAndLosesNothingAccepted() async throws {
+        let cluster = try TemporaryPostgres()
+        let database = try TestDatabase(on: cluster)
+        let spool = temporaryDirectory()
+        let cap = 128 * 1024
+        let first = journal(spool, store: database.writerURL, cap: cap)
+        try first.start()
+        try await first.append(draft(0))
+        #expect(await first.waitUntilShipped(timeout: .seconds(30)))
+        cluster.stop()
+
+        var accepted: [Int64] = []
+        var refusal: (any Error)?
+        let body = String(repeating: "x", count: 1000)
+        for index in 1..<10_000 {
+            do {
+                accepted.append(try await first.append(draft(index, body: body)).seq)
+            } catch {
+                refusal = error
+                break
+            }
+        }
+        guard case .spoolFull(_, let reportedCap) = refusal as? JournalError else {
+            Issue.record("expected spoolFull, got \(String(describing: refusal))")
+            return
+        }
+        #expect(reportedCap == cap)
+        #expect(accepted.count > 50 && accepted.count < 200)
+        // Still refused at once, without waiting for room, and /readyz would say why.
+        let started = ContinuousClock.now
+        await #expect(throws: JournalError.self) { try await first.append(draft(1, body: body)) }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(first.status.refusalReason?.contains("spool is full") == true)
+        await first.shutdown(shipTimeout: .milliseconds(200))
+
+        try cluster.start()
+        let second = journal(spool, store: database.writerURL, cap: cap)
+        try second.start()
+        #expect(await second.waitUntilShipped(timeout: .seconds(60)))
+        #expect(second.status.acceptingRecords)
+        await second.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...Int64(accepted.count + 1)), "the first record and every accepted one")
+        #expect(state.verified, "\(state.output)")
+    }
+}
+
+/// The writing process killed with SIGKILL in the middle of appends.
+@Suite struct CrashTests {
+    @Test func everyAcknowledgedRecordSurvivesAKill9() async throws {
+        let database = try TestDatabase()
+        let spool = temporaryDirectory()
+        let acks = spool + ".acks"
+        let common = ["--chain-id", "gw-crash", "--spool-dir", spool, "--database-url", database.writerURL]
+        let pid = try spawnProcess(
+            binDirectory + "/auditgate", ["spool", "load", "--records", "1000000", "--concurrency", "16", "--print-acks"] + common,
+            stdout: acks, stderr: spool + ".log")
+        // Let it run until thousands of appends have returned, then kill it mid-stream.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let size = (try? FileManager.default.attributesOfItem(atPath: acks)[.size] as? Int) ?? 0
+            if size > 60_000 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(pid, SIGKILL)
+        #expect(waitForExit(pid) == 128 + SIGKILL)
+
+        let acknowledged = try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n")
+            .filter { $0.hasPrefix("ack ") }.compactMap { Int64($0.dropFirst(4)) }
+        #expect(acknowledged.count > 5000)
+
+        let flushed = try runCommand(binDirectory + "/auditgate", ["spool", "flush"] + common)
+        #expect(flushed.contains("chain gw-crash"))
+        let state = try storeState(database, chain: "gw-crash")
+        let stored = Set(state.seqs)
+        #expect(acknowledged.allSatisfy { stored.contains($0) }, "an acknowledged record is missing")
+        #expect(state.distinct == state.seqs.count, "a record was stored twice")
+        #expect(state.seqs == Array(1...Int64(state.seqs.count)), "gapless")
+        #expect(state.verified, "\(state.output)")
+    }
+}
