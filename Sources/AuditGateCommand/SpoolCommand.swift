@@ -51,13 +51,26 @@ struct Spool: AsyncParsableCommand {
     struct Flush: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ship every spooled record to the store and exit.")
         @OptionGroup var journal: JournalOptions
-        @Option(help: "Seconds to keep trying while the store is away.") var timeout = 60
+        @Option(help: "Give up after this many seconds without progress (the store away or refusing).")
+        var timeout = 60
 
         func run() async throws {
             let configuration = try journal.journalConfiguration()
             let journal = Journal(configuration: configuration, logger: Logger(label: "auditgate.journal"))
-            try journal.start()
-            let shipped = await journal.waitUntilShipped(timeout: .seconds(timeout))
+            try await journal.start()
+            // However large the spool, keep going while records move; stop only after `timeout`
+            // seconds in which none did.
+            var shipped = false
+            var lastProgress = journal.status.shippedSeq
+            var idleSince = ContinuousClock.now
+            while !shipped && ContinuousClock.now - idleSince < .seconds(timeout) {
+                shipped = await journal.waitUntilShipped(timeout: .seconds(1))
+                let progress = journal.status.shippedSeq
+                if progress != lastProgress {
+                    lastProgress = progress
+                    idleSince = ContinuousClock.now
+                }
+            }
             await journal.shutdown(shipTimeout: .seconds(5))
             let status = journal.status
             print("chain \(configuration.chainID): store at seq \(status.shippedSeq), spool at seq \(status.durableSeq)")
@@ -84,7 +97,7 @@ struct Spool: AsyncParsableCommand {
         func run() async throws {
             let configuration = try journal.journalConfiguration()
             let journal = Journal(configuration: configuration, logger: Logger(label: "auditgate.journal"))
-            try journal.start()
+            try await journal.start()
             let body = bodyBytes > 0 ? String(repeating: "x", count: bodyBytes) : nil
             let printAcks = printAcks
             let total = records

@@ -123,7 +123,20 @@ public final class Journal: @unchecked Sendable {
     /// Recovers the spool, finds where the chain stands (spool and store), and starts the writer and
     /// shipper threads. Fails when the spool is unusable, or when it is empty and the store is away
     /// (a new chain could otherwise restart at seq 1 over records already in the store).
-    public func start() throws {
+    ///
+    /// The spool recovery and the store query block, so they run on a thread of their own, not on the
+    /// caller's (cooperative) thread.
+    public func start() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread { [self] in
+                continuation.resume(with: Result { try startBlocking() })
+            }
+            thread.name = "auditgate-journal-start"
+            thread.start()
+        }
+    }
+
+    private func startBlocking() throws {
         let recovered = try spool.recover(chainID: configuration.chainID)
         var head = recovered.head
         var storeHead: (seq: Int64, hash: [UInt8])?

@@ -55,7 +55,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     @Test func aTornTailIsCutOffOnRecovery() async throws {
         let spool = temporaryDirectory()
         let first = journal(spool, store: nil)
-        try first.start()
+        try await first.start()
         for index in 0..<10 { try await first.append(draft(index)) }
         await first.shutdown()
         // A crash in the middle of writing the 11th frame leaves half a frame at the end.
@@ -66,7 +66,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         handle.closeFile()
 
         let second = journal(spool, store: nil)
-        try second.start()
+        try await second.start()
         let receipt = try await second.append(draft(10))
         #expect(receipt.seq == 11)
         await second.shutdown()
@@ -77,7 +77,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     @Test func recordsGoToTheStoreInOrderAndTheChainVerifies() async throws {
         let database = try TestDatabase()
         let journal = journal(temporaryDirectory(), store: database.writerURL)
-        try journal.start()
+        try await journal.start()
         var receipts: [AppendReceipt] = []
         for index in 0..<50 { receipts.append(try await journal.append(draft(index))) }
         #expect(receipts.map(\.seq) == Array(1...50))
@@ -92,7 +92,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     @Test func concurrentAppendsGetGaplessSeqs() async throws {
         let database = try TestDatabase()
         let journal = journal(temporaryDirectory(), store: database.writerURL)
-        try journal.start()
+        try await journal.start()
         let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
             for index in 0..<400 { group.addTask { try await journal.append(draft(index)).seq } }
             return try await group.reduce(into: [Int64]()) { $0.append($1) }
@@ -108,11 +108,11 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         let spool = temporaryDirectory()
         let database = try TestDatabase()
         let first = journal(spool, store: database.writerURL)
-        try first.start()
+        try await first.start()
         for index in 0..<30 { try await first.append(draft(index)) }
         await first.shutdown()
         let second = journal(spool, store: database.writerURL)
-        try second.start()
+        try await second.start()
         #expect(try await second.append(draft(30)).seq == 31)
         #expect(await second.waitUntilShipped(timeout: .seconds(30)))
         await second.shutdown()
@@ -123,12 +123,12 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     @Test func aLostSpoolContinuesAfterTheStoresHead() async throws {
         let database = try TestDatabase()
         let first = journal(temporaryDirectory(), store: database.writerURL)
-        try first.start()
+        try await first.start()
         for index in 0..<10 { try await first.append(draft(index)) }
         #expect(await first.waitUntilShipped(timeout: .seconds(30)))
         await first.shutdown()
         let second = journal(temporaryDirectory(), store: database.writerURL)  // a new, empty spool
-        try second.start()
+        try await second.start()
         #expect(try await second.append(draft(10)).seq == 11)
         #expect(await second.waitUntilShipped(timeout: .seconds(30)))
         await second.shutdown()
@@ -139,7 +139,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     @Test func asyncModeReturnsBeforeSyncingAndStillKeepsEverything() async throws {
         let database = try TestDatabase()
         let journal = journal(temporaryDirectory(), store: database.writerURL, durability: .async)
-        try journal.start()
+        try await journal.start()
         for index in 0..<200 { try await journal.append(draft(index)) }
         #expect(journal.status.lastSeq == 200)
         await journal.shutdown()
@@ -147,9 +147,9 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         #expect(state.seqs == Array(1...200) && state.verified, "\(state.output)")
     }
 
-    @Test func anEmptySpoolWithNoStoreRefusesToStart() throws {
+    @Test func anEmptySpoolWithNoStoreRefusesToStart() async throws {
         let journal = journal(temporaryDirectory(), store: "postgresql://nobody@127.0.0.1:1/none")
-        #expect(throws: JournalError.self) { try journal.start() }
+        await #expect(throws: JournalError.self) { try await journal.start() }
     }
 }
 
@@ -159,7 +159,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         let cluster = try TemporaryPostgres()
         let database = try TestDatabase(on: cluster)
         let journal = journal(temporaryDirectory(), store: database.writerURL)
-        try journal.start()
+        try await journal.start()
         for index in 0..<100 { try await journal.append(draft(index)) }
         #expect(await journal.waitUntilShipped(timeout: .seconds(30)))
 
@@ -169,7 +169,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         try await Task.sleep(for: .milliseconds(500))  // the shipper fails and backs off meanwhile
         #expect(journal.status.storeReachable == false)
 
-        try cluster.start()
+        try await cluster.start()
         #expect(await journal.waitUntilShipped(timeout: .seconds(60)))
         await journal.shutdown()
         let state = try storeState(database)
@@ -184,7 +184,7 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         let spool = temporaryDirectory()
         let cap = 128 * 1024
         let first = journal(spool, store: database.writerURL, cap: cap)
-        try first.start()
+        try await first.start()
         try await first.append(draft(0))
         #expect(await first.waitUntilShipped(timeout: .seconds(30)))
         cluster.stop()
@@ -213,9 +213,9 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         #expect(first.status.refusalReason?.contains("spool is full") == true)
         await first.shutdown(shipTimeout: .milliseconds(200))
 
-        try cluster.start()
+        try await cluster.start()
         let second = journal(spool, store: database.writerURL, cap: cap)
-        try second.start()
+        try await second.start()
         #expect(await second.waitUntilShipped(timeout: .seconds(60)))
         #expect(second.status.acceptingRecords)
         await second.shutdown()
