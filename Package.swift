@@ -51,11 +51,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Evidence packages: export from the store, and offline verification of a package.
+        .target(name: "AuditEvidence", dependencies: ["AuditCore", "AuditStore", "LibPQ"], swiftSettings: swiftSettings),
+        /// Redaction of personal data and secrets in bodies, before any record is built.
+        .target(name: "AuditRedaction", swiftSettings: swiftSettings),
         /// The auditors' tool: depends on the core and the libpq wrapper only, never on the HTTP stack.
         .executableTarget(
             name: "AuditReportCommand",
             dependencies: [
-                "AuditCore", "AuditStore",
+                "AuditCore", "AuditStore", "AuditEvidence", "LibPQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -75,5 +79,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AuditGateConfigTests", dependencies: ["AuditGateConfig"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AuditEvidenceTests",
+            dependencies: ["AuditEvidence", "AuditStore", "AuditCore", "LibPQ", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "AuditRedactionTests", dependencies: ["AuditRedaction"], swiftSettings: swiftSettings),
     ]
 )
