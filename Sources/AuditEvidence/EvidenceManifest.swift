@@ -23,10 +23,54 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
     public var previousManifestSHA256: String?
     /// nil when the package was not signed.
     public var signature: Signature?
+    /// For `auditgate-report run NAME`: which definition produced the files (nil for `export`).
+    public var report: Report?
+
+    public init(
+        generator: Generator, generatedAt: String, period: Period, filters: Filters, csv: CSVRules = CSVRules(),
+        files: [FileEntry], counts: Counts, chains: [ChainEntry], previousManifestSHA256: String? = nil,
+        signature: Signature? = nil, report: Report? = nil
+    ) {
+        self.generator = generator
+        self.generatedAt = generatedAt
+        self.period = period
+        self.filters = filters
+        self.csv = csv
+        self.files = files
+        self.counts = counts
+        self.chains = chains
+        self.previousManifestSHA256 = previousManifestSHA256
+        self.signature = signature
+        self.report = report
+    }
+
+    public struct Report: Codable, Sendable, Equatable {
+        public var name: String
+        public var title: String
+        public var description: String
+        /// SHA-256 of the definition's SQL file as run, so the query itself is evidence.
+        public var sqlSHA256: String
+
+        public init(name: String, title: String, description: String, sqlSHA256: String) {
+            self.name = name
+            self.title = title
+            self.description = description
+            self.sqlSHA256 = sqlSHA256
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, title, description
+            case sqlSHA256 = "sql_sha256"
+        }
+    }
 
     public struct Generator: Codable, Sendable, Equatable {
         public var name: String
         public var version: String
+        public init(name: String, version: String) {
+            self.name = name
+            self.version = version
+        }
     }
 
     public struct Period: Codable, Sendable, Equatable {
@@ -39,6 +83,15 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         public var toUTC: String
         public var timeZone: String
         public var interval: String = "half-open [from, to) on started_at"
+
+        public init(label: String, from: String, to: String, fromUTC: String, toUTC: String, timeZone: String) {
+            self.label = label
+            self.from = from
+            self.to = to
+            self.fromUTC = fromUTC
+            self.toUTC = toUTC
+            self.timeZone = timeZone
+        }
 
         enum CodingKeys: String, CodingKey {
             case label, from, to, interval
@@ -53,6 +106,12 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         public var team: String?
         public var includeBodies: Bool
 
+        public init(user: String?, team: String?, includeBodies: Bool) {
+            self.user = user
+            self.team = team
+            self.includeBodies = includeBodies
+        }
+
         enum CodingKeys: String, CodingKey {
             case user, team
             case includeBodies = "include_bodies"
@@ -65,6 +124,8 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         public var formulaGuard =
             "a text cell beginning with =, +, -, @, tab or CR is prefixed with a single quote (') so spreadsheets never evaluate it; exchanges.jsonl keeps the values unchanged"
         public var nullCells = "empty"
+
+        public init() {}
 
         enum CodingKeys: String, CodingKey {
             case encoding, standard
@@ -79,12 +140,24 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         public var sha256: String
         /// Data rows: CSV records after the header, JSON Lines lines, or entries of a JSON array.
         public var rows: Int
+
+        public init(name: String, bytes: Int, sha256: String, rows: Int) {
+            self.name = name
+            self.bytes = bytes
+            self.sha256 = sha256
+            self.rows = rows
+        }
     }
 
     public struct Counts: Codable, Sendable, Equatable {
         public var exchanges: Int
         /// Every outcome of the contract, zero when absent.
         public var byOutcome: [String: Int]
+
+        public init(exchanges: Int, byOutcome: [String: Int]) {
+            self.exchanges = exchanges
+            self.byOutcome = byOutcome
+        }
 
         enum CodingKeys: String, CodingKey {
             case exchanges
@@ -99,6 +172,15 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         public var count: Int64
         public var gaps: Int
         public var verified: Bool
+
+        public init(chainID: String, firstSeq: Int64, lastSeq: Int64, count: Int64, gaps: Int, verified: Bool) {
+            self.chainID = chainID
+            self.firstSeq = firstSeq
+            self.lastSeq = lastSeq
+            self.count = count
+            self.gaps = gaps
+            self.verified = verified
+        }
 
         enum CodingKeys: String, CodingKey {
             case count, gaps, verified
@@ -115,6 +197,8 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
         /// The raw 64-byte signature over the exact bytes of manifest.json.
         public var file = "manifest.sig"
 
+        public init(publicKeySHA256: String) { self.publicKeySHA256 = publicKeySHA256 }
+
         enum CodingKeys: String, CodingKey {
             case algorithm, file
             case publicKeySHA256 = "public_key_sha256"
@@ -122,7 +206,7 @@ public struct EvidenceManifest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, generator, period, filters, csv, files, counts, chains, signature
+        case format, generator, period, filters, csv, files, counts, chains, signature, report
         case generatedAt = "generated_at"
         case previousManifestSHA256 = "previous_manifest_sha256"
     }

@@ -6,6 +6,6 @@ struct AuditReport: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "auditgate-report",
         abstract: "Verify the audit store and produce evidence packages.",
-        subcommands: [Verify.self]
+        subcommands: [Verify.self, Export.self, VerifyExport.self, Summary.self, Run.self, Keygen.self]
     )
 }

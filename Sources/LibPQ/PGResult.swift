@@ -15,6 +15,9 @@ public final class PGResult {
 
     public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
 
+    /// The column's type OID (`int8` 20, `int4` 23, `numeric` 1700, `bool` 16, `text` 25, …).
+    public func columnType(_ column: Int) -> UInt32 { UInt32(PQftype(handle, Int32(column))) }
+
     public func isNull(_ row: Int, _ column: Int) -> Bool { PQgetisnull(handle, Int32(row), Int32(column)) == 1 }
 
     public func string(_ row: Int, _ column: Int) -> String? {
