@@ -6,6 +6,6 @@ struct AuditGate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "auditgate",
         abstract: "Audit-logging gateway for LLM APIs.",
-        subcommands: [Migrate.self, CheckConfig.self, Keys.self, Spool.self]
+        subcommands: [Serve.self, Migrate.self, CheckConfig.self, Keys.self, Spool.self]
     )
 }

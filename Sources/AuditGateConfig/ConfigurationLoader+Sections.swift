@@ -116,7 +116,10 @@ extension ConfigurationLoader {
     // MARK: upstreams
 
     static func readUpstreams(_ node: Node?, reader: NodeReader) -> GatewayConfiguration.Upstreams? {
-        guard let section = reader.section(node, at: "upstreams", keys: ["anthropic", "openai"]) else { return nil }
+        guard
+            let section = reader.section(
+                node, at: "upstreams", keys: ["anthropic", "openai", "first_byte_timeout_seconds", "idle_timeout_seconds"])
+        else { return nil }
         typealias Upstream = GatewayConfiguration.Upstream
         /// Default https://api.anthropic.com: the provider's public origin, what the SDKs use.
         let anthropic = readUpstream(
@@ -128,8 +131,24 @@ extension ConfigurationLoader {
             section["openai"], at: section.path("openai"), defaultBaseURL: Upstream.defaultOpenAIBaseURL,
             suggestedVariable: "OPENAI_API_KEY", reader: reader
         )
+        /// Default 600 s to the response head: the SDKs' own read timeout, and non-streamed answers
+        /// arrive whole, so the head can take minutes.
+        var firstByte = reader.integer(section, "first_byte_timeout_seconds", what: "a number of seconds greater than 0")
+            ?? GatewayConfiguration.Upstreams.defaultFirstByteTimeoutSeconds
+        /// Default 300 s of silence between chunks: a long stream is not a timeout, a silent one is.
+        var idle = reader.integer(section, "idle_timeout_seconds", what: "a number of seconds greater than 0")
+            ?? GatewayConfiguration.Upstreams.defaultIdleTimeoutSeconds
+        if firstByte <= 0 {
+            reader.fail(section.path("first_byte_timeout_seconds"), "must be a number of seconds greater than 0; got \(firstByte)")
+            firstByte = GatewayConfiguration.Upstreams.defaultFirstByteTimeoutSeconds
+        }
+        if idle <= 0 {
+            reader.fail(section.path("idle_timeout_seconds"), "must be a number of seconds greater than 0; got \(idle)")
+            idle = GatewayConfiguration.Upstreams.defaultIdleTimeoutSeconds
+        }
         guard let anthropic, let openai else { return nil }
-        return GatewayConfiguration.Upstreams(anthropic: anthropic, openai: openai)
+        return GatewayConfiguration.Upstreams(
+            anthropic: anthropic, openai: openai, firstByteTimeoutSeconds: firstByte, idleTimeoutSeconds: idle)
     }
 
     static func readUpstream(

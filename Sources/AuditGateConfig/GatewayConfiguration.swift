@@ -87,13 +87,24 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public struct Upstreams: Sendable, Equatable {
         public var anthropic: Upstream
         public var openai: Upstream
+        /// Longest wait for a provider's response head (504 past it).
+        public var firstByteTimeoutSeconds: Int
+        /// Longest silence between two chunks of an answer (the call ends as `upstream_error`).
+        public var idleTimeoutSeconds: Int
+
+        public static let defaultFirstByteTimeoutSeconds = 600
+        public static let defaultIdleTimeoutSeconds = 300
 
         public init(
             anthropic: Upstream = Upstream(baseURL: Upstream.defaultAnthropicBaseURL),
-            openai: Upstream = Upstream(baseURL: Upstream.defaultOpenAIBaseURL)
+            openai: Upstream = Upstream(baseURL: Upstream.defaultOpenAIBaseURL),
+            firstByteTimeoutSeconds: Int = defaultFirstByteTimeoutSeconds,
+            idleTimeoutSeconds: Int = defaultIdleTimeoutSeconds
         ) {
             self.anthropic = anthropic
             self.openai = openai
+            self.firstByteTimeoutSeconds = firstByteTimeoutSeconds
+            self.idleTimeoutSeconds = idleTimeoutSeconds
         }
     }
 

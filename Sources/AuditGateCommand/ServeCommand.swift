@@ -1,0 +1,80 @@
+import ArgumentParser
+import AuditGateConfig
+import AuditGateway
+import AuditJournal
+import AuditRedaction
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// `auditgate serve`: the gateway.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway.")
+
+    @Option(help: "Configuration file.") var config = "config/auditgate.yaml"
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "auditgate")
+        logger.logLevel = environment["AUDITGATE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let configuration: GatewayConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(path: config, environment: environment)
+        } catch {
+            printError("auditgate serve: the configuration is not usable:\n\(error)")
+            throw ExitCode(1)
+        }
+        for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
+
+        let audit = configuration.audit
+        let journal = Journal(
+            configuration: JournalConfiguration(
+                chainID: audit.chainID, spoolDirectory: audit.spoolDir,
+                durability: audit.durability == .spool ? .spool : .async, spoolMaxBytes: audit.spoolMaxBytes,
+                databaseURL: configuration.database.url),
+            logger: Logger(label: "auditgate.journal"))
+        do {
+            try await journal.start()
+        } catch {
+            printError("auditgate serve: the audit journal cannot start: \(error)")
+            throw ExitCode(1)
+        }
+
+        let redactor: Redactor
+        do {
+            redactor = try Redactor(
+                RedactionRules(
+                    patterns: configuration.redaction.patterns.compactMap { BuiltinPattern(rawValue: $0.rawValue) },
+                    custom: configuration.redaction.custom.map { (name: $0.name, regex: $0.regex) }))
+        } catch {
+            printError("auditgate serve: a redaction pattern is not usable: \(error)")
+            throw ExitCode(1)
+        }
+        let settings = GatewaySettings(
+            configuration: configuration,
+            bodies: BodyRecorder(mode: BodyRecorder.Mode(rawValue: audit.bodies.rawValue) ?? .redacted, redactor: redactor),
+            firstByteTimeout: .seconds(Int64(configuration.upstreams.firstByteTimeoutSeconds)))
+        let idle = TimeAmount.seconds(Int64(configuration.upstreams.idleTimeoutSeconds))
+        let clients = UpstreamClients(
+            anthropic: try Egress.makeClient(
+                for: configuration.upstreams.anthropic.baseURL, configuration: configuration, environment: environment, idleTimeout: idle),
+            openai: try Egress.makeClient(
+                for: configuration.upstreams.openai.baseURL, configuration: configuration, environment: environment, idleTimeout: idle))
+        let serverLogger = logger
+        let app = GatewayApplication.build(
+            settings: settings, journal: journal, clients: clients, logger: logger,
+            onServerRunning: { channel in
+                serverLogger.info("AuditGate listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            })
+        // Shutdown runs in reverse: the server drains its streams first, the journal flushes last.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: JournalService(journal: journal)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await clients.shutdown()
+    }
+}
