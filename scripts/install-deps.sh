@@ -12,3 +12,9 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The SDK compatibility suite drives the gateway with the official SDKs, latest from PyPI.
+if ! python3 -c "import anthropic, openai, pytest" >/dev/null 2>&1; then
+    echo "installing: anthropic openai pytest (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check anthropic openai pytest
+fi

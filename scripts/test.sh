@@ -6,6 +6,28 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 source scripts/postgres.sh
 
+# The report tool must never depend on the HTTP stack (it builds in seconds, runs anywhere).
+swift package describe --type json | python3 -c '
+import json, sys
+package = json.load(sys.stdin)
+targets = {t["name"]: t for t in package["targets"]}
+def closure(name, seen):
+    for dep in targets.get(name, {}).get("target_dependencies", []):
+        if dep not in seen:
+            seen.add(dep)
+            closure(dep, seen)
+    return seen
+deps = closure("AuditReportCommand", set())
+products = set()
+for name in deps | {"AuditReportCommand"}:
+    products.update(targets[name].get("product_dependencies", []))
+banned = {"Hummingbird", "AsyncHTTPClient", "NIOCore", "NIOPosix", "AuditGateway"}
+bad = sorted((deps | products) & banned)
+if bad:
+    sys.exit("auditgate-report depends on the HTTP stack: %s" % bad)
+print("auditgate-report depends on: %s" % sorted(deps | products))
+'
+
 work=$(mktemp -d /tmp/auditgate-test.XXXXXX)
 chmod 755 "$work"
 cleanup() { pg_stop "$work/pg"; rm -rf "$work"; }
@@ -23,4 +45,8 @@ psql -qh 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE verifier_selftes
 "$bin/auditgate" migrate --database-url "postgresql://postgres@127.0.0.1:$PGPORT/verifier_selftest" >/dev/null
 bash tools/verify_chain_selftest.sh "postgresql://postgres@127.0.0.1:$PGPORT/verifier_selftest" "$bin"
 
+# The provider stand-in against the official SDKs, then the running gateway driven by those SDKs.
+python3 -m pytest -q -p no:cacheprovider tools/standin/test_standin.py tests/compat
+
+# The Swift suite (unit, store, journal, evidence) last.
 swift test --skip-build

@@ -193,7 +193,8 @@ public final class Journal: @unchecked Sendable {
     }
 
     /// Appends a record. In `spool` mode, returns once the record is synced to disk; in `async` mode,
-    /// at once. Throws `spoolFull` at once when the spool is at its cap: never waits for room.
+    /// at once. Throws `spoolFull` at once when the spool is at its cap and the record opens a new
+    /// exchange (a request record): never waits for room.
     @discardableResult
     public func append(_ draft: RecordDraft) async throws -> AppendReceipt {
         switch configuration.durability {
@@ -219,7 +220,10 @@ public final class Journal: @unchecked Sendable {
         defer { lock.unlock() }
         guard state == .running else { throw JournalError.closed }
         if let failure { throw failure }
-        guard spoolBytes < configuration.spoolMaxBytes else {
+        // The cap refuses new calls, never the closing record of a call already let in: that call may
+        // already have reached the provider and its client, so its response record must be kept. The
+        // spool can thus pass the cap by at most one response record per call in flight.
+        guard draft.kind == .response || spoolBytes < configuration.spoolMaxBytes else {
             throw JournalError.spoolFull(bytes: spoolBytes, cap: configuration.spoolMaxBytes)
         }
         // Time never goes backwards along the chain, so ordering by time agrees with ordering by seq.
