@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 
-def test_sigterm_exits_zero_and_leaves_no_incomplete_exchange(stack):
+def test_sigterm_exits_zero_and_leaves_no_incomplete_exchange(stack, anthropic_client):
+    # A stream is open when SIGTERM arrives: the gateway drains it before it stops.
+    first_event = threading.Event()
+    outcome = {}
+
+    def stream():
+        try:
+            with anthropic_client.messages.stream(
+                model="claude-sonnet-4-6", max_tokens=200, messages=[{"role": "user", "content": "drain me"}],
+                extra_headers={"x-standin-events": "20", "x-standin-event-interval": "0.1"},
+            ) as s:
+                outcome["request_id"] = s.response.headers.get("x-auditgate-request-id")
+                for _ in s.text_stream:
+                    first_event.set()
+                outcome["message"] = s.get_final_message()
+        except Exception as error:  # noqa: BLE001 - reported below
+            outcome["error"] = error
+        first_event.set()
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    assert first_event.wait(30), "the stream never started"
     t0 = time.monotonic()
     rc = stack.gateway.stop(timeout=15)
+    worker.join(30)
+    assert "error" not in outcome, f"the open stream was cut by the shutdown: {outcome.get('error')!r}"
+    assert outcome["message"].usage.output_tokens == 20, "the open stream did not finish"
+    if outcome.get("request_id"):
+        stack.made_request_ids.append(outcome["request_id"])
     took = time.monotonic() - t0
     assert rc == 0, (
         f"auditgate serve exited with {rc!r} after SIGTERM ({took:.1f} s; None = still running after 15 s, killed)\n"
