@@ -222,7 +222,7 @@ private struct Verification {
                 name, false,
                 "\(entry.name) has SHA-256 \(scan.sha256), \(PackageFile.manifest) lists \(entry.sha256): the file was changed")
         } else {
-            record(name, true, "\(entry.name): \(scan.bytes) bytes, SHA-256 \(scan.sha256) as listed")
+            record(name, true, "\(scan.bytes) bytes, SHA-256 \(scan.sha256), as listed")
         }
     }
 
@@ -319,7 +319,7 @@ private struct Verification {
             return
         }
         if counted.rows == entry.rows {
-            record(name, true, "\(entry.name): \(counted.rows) \(counted.unit), as listed")
+            record(name, true, "\(counted.rows) \(counted.unit), as listed")
         } else {
             record(name, false, "\(entry.name) has \(counted.rows) \(counted.unit), \(PackageFile.manifest) lists \(entry.rows)")
         }
@@ -330,7 +330,7 @@ private struct Verification {
     mutating func countJSON(_ fileName: String) -> (rows: Int, unit: String)? {
         let name = "rows \(fileName)"
         guard let scan = scans[fileName], scan.bytes <= PackageVerifier.maximumJSONBytes else {
-            record(name, true, "\(fileName): too large to parse whole; rows not counted")
+            record(name, true, "too large to parse whole; rows not counted")
             return nil
         }
         guard let data = FileManager.default.contents(atPath: path(fileName)),
@@ -341,7 +341,7 @@ private struct Verification {
         }
         if let array = json as? [Any] { return (array.count, "entries") }
         if let object = json as? [String: Any], let chains = object["chains"] as? [Any] { return (chains.count, "chains") }
-        record(name, true, "\(fileName): valid JSON; no array to count rows in")
+        record(name, true, "valid JSON; no array to count rows in")
         return nil
     }
 
