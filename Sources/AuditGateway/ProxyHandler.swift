@@ -26,6 +26,12 @@ public struct GatewaySettings: Sendable {
     }
 }
 
+/// Thrown from a response body when the provider's answer broke off: the server then aborts the
+/// client's connection instead of ending the body cleanly.
+struct UpstreamBrokeOff: Error {
+    var reason: String
+}
+
 /// One HTTP client per provider, each with its own egress decision (a `NO_PROXY` entry may cover one
 /// provider and not the other).
 public struct UpstreamClients: Sendable {
@@ -183,6 +189,7 @@ public struct ProxyHandler: Sendable {
         let handler = self
         let model = facts.model
         let dropsUsageChunk = dropUsageChunk
+        let team = caller.teamID
         let responseBody = ResponseBody { writer in
             var tap = ResponseTap(api: meteredAPI, isStream: isStream, dropUsageChunk: dropsUsageChunk, maxText: settings.maxAssembledText)
             var clientGone = false
@@ -207,7 +214,9 @@ public struct ProxyHandler: Sendable {
             }
             let tail = tap.finish()
             if !clientGone, !tail.isEmpty { try? await writer.write(ByteBuffer(bytes: tail)) }
-            if !clientGone { try? await writer.finish(nil) }
+            // A clean end only for a clean answer: when the provider broke off, the client's connection
+            // is broken off too (below), so its SDK raises instead of taking a truncated answer as whole.
+            if !clientGone && upstreamFailure == nil { try? await writer.finish(nil) }
 
             var closing = RecordDraft(kind: .response, requestID: requestID)
             let usage = tap.usage
@@ -233,7 +242,8 @@ public struct ProxyHandler: Sendable {
             } else {
                 settings.bodies.record(tap.collectedBody, into: &closing)
             }
-            await handler.appendResponse(closing, api: route.api, team: closing.teamID, usage: usage)
+            await handler.appendResponse(closing, api: route.api, team: team, usage: usage)
+            if let upstreamFailure, !clientGone { throw UpstreamBrokeOff(reason: upstreamFailure) }
         }
         return Response(status: .init(code: status), headers: headers, body: responseBody)
     }

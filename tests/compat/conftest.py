@@ -493,3 +493,105 @@ def openai_client(stack):
     import openai
 
     return openai.OpenAI(api_key=stack.bob_key, base_url=stack.openai_base_url, max_retries=0, timeout=60)
+
+
+# ------------------------------------------------------------------------------------------------
+# extra gateways with their own configuration (tests/compat/test_gateway_behaviour.py)
+
+
+def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: Path, auth_mode: str = "strict",
+                       host: str = "127.0.0.1", anthropic_base_url: str | None = None,
+                       openai_base_url: str | None = None, first_byte_timeout_seconds: int | None = None,
+                       egress_proxy: str | None = None) -> str:
+    """The session stack's configuration (same database, keys, stand-in) with some keys changed."""
+    su_url, _ = _require_env()
+    text = config_yaml(
+        port=port, database_url=writer_url(su_url, stack.db_name), standin_url=stack.standin_url,
+        keys=[(stack.alice_key, "alice", "risk"), (stack.bob_key, "bob", "ops")], chain_id=chain_id,
+        spool_dir=spool_dir,
+    )
+    q = json.dumps
+    lines = text.split("\n")
+    out = []
+    section = None
+    for line in lines:
+        if line and not line.startswith(" "):
+            section = line.rstrip(":")
+        stripped = line.strip()
+        if section == "server" and stripped.startswith("host:"):
+            line = f"  host: {q(host)}"
+        elif section == "auth" and stripped.startswith("mode:"):
+            line = f"  mode: {auth_mode}"
+        out.append(line)
+        if line == "upstreams:" and first_byte_timeout_seconds is not None:
+            out.append(f"  first_byte_timeout_seconds: {first_byte_timeout_seconds}")
+    text = "\n".join(out)
+    # base_url lines: the first belongs to anthropic, the second to openai
+    std = f"    base_url: {q(stack.standin_url)}"
+    a_line = f"    base_url: {q(anthropic_base_url or stack.standin_url)}"
+    o_line = f"    base_url: {q(openai_base_url or stack.standin_url)}"
+    text = text.replace(std, a_line, 1)
+    idx = text.index(a_line) + len(a_line)
+    text = text[:idx] + text[idx:].replace(std, o_line, 1)
+    if egress_proxy is not None:
+        text = text.replace("\nauth:\n", f"\negress:\n  proxy: {q(egress_proxy)}\nauth:\n", 1)
+    return text
+
+
+class ExtraGateway(Gateway):
+    """A Gateway started with an explicit environment."""
+
+    def start_with_env(self, env: dict, health_key: str | None, timeout: float = 60) -> None:
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(self.bin_dir / "auditgate"), "serve", "--config", str(self.config_path)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                hdrs = {"x-api-key": health_key} if health_key else {}
+                r = http("GET", self.url + "/healthz", hdrs, timeout=5)
+                last = f"{r.status} {r.body[:200]!r}"
+                if r.status == 200:
+                    return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.25)
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        raise RuntimeError(
+            f"extra auditgate serve did not answer /healthz 200 within {timeout:.0f} s (exit {rc}, last {last})\n"
+            f"--- log {self.log_path} ---\n{self.log(100)}")
+
+
+@pytest.fixture
+def make_gateway(stack):
+    """make_gateway(name, env=None, **custom_config_yaml options) -> a started ExtraGateway (stopped after the test)."""
+    started = []
+
+    def make(name: str, env: dict | None = None, health_key: str | None = "alice", **opts) -> ExtraGateway:
+        suffix = secrets.token_hex(3)
+        d = stack.workdir / f"gw-{name}-{suffix}"
+        d.mkdir()
+        spool = d / "spool"
+        spool.mkdir()
+        port = free_port()
+        cfg = d / "auditgate.yaml"
+        cfg.write_text(custom_config_yaml(stack, port=port, chain_id=f"{name}-{suffix}", spool_dir=spool, **opts))
+        gw = ExtraGateway(bin_dir=stack.bin_dir, config_path=cfg, log_path=d / "gateway.log", port=port)
+        started.append(gw)
+        key = stack.alice_key if health_key == "alice" else health_key
+        gw.start_with_env(env if env is not None else gateway_env(), key)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop(15)
