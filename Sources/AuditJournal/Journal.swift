@@ -32,6 +32,11 @@ public struct JournalConfiguration: Sendable {
     /// Longest wait between reconnection attempts while the store is away.
     public var maxBackoff: Duration
 
+    /// Segments are at most a sixteenth of the cap (and at least 64 KiB): the newest segment is never
+    /// deleted, so once the store has caught up the spool keeps at most that much, well under the cap,
+    /// and calls are taken again.
+    public var effectiveSegmentBytes: Int { min(segmentBytes, max(64 * 1024, spoolMaxBytes / 16)) }
+
     public init(
         chainID: String, spoolDirectory: String, durability: Durability = .spool, spoolMaxBytes: Int = 1 << 30,
         segmentBytes: Int = 16 << 20, databaseURL: String?, shipBatchRecords: Int = 2000, maxBackoff: Duration = .seconds(5)

@@ -57,7 +57,7 @@ extension Journal {
 
     /// Writes a batch to the active segment (beginning a new one when it is full) and syncs it.
     private func writeBatch(_ batch: [UInt8], firstSeq: Int64, enteringHash: [UInt8]) throws {
-        if segmentFD < 0 || segmentLength >= configuration.segmentBytes {
+        if segmentFD < 0 || segmentLength >= configuration.effectiveSegmentBytes {
             let header = SpoolFormat.SegmentHeader(chainID: configuration.chainID, firstSeq: firstSeq, prevHash: enteringHash)
             let created = try spool.createSegment(header)
             let previous = segmentFD
