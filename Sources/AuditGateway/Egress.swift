@@ -49,7 +49,10 @@ public enum Egress {
         if let proxy = proxy(for: upstream, configured: configuration.egress.proxy, environment: environment) {
             clientConfiguration.proxy = .server(host: proxy.host, port: proxy.port)
         }
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        // AsyncHTTPClient queues a request once this many HTTP/1 connections to the provider are busy.
+        // A stream holds its connection for minutes, so a low limit would make callers wait behind
+        // other callers' streams (bench/streams.sh holds 2,000 open); the provider's own limits apply.
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16_384)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }
 }

@@ -78,7 +78,7 @@ public struct ProxyHandler: Sendable {
 
     public func handle(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let started = ContinuousClock.now
-        let requestID = "agw_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let requestID = Self.newRequestID()
         let path = request.uri.path
         let hasAnthropicVersion = request.headers[HTTPField.Name("anthropic-version")!] != nil
         let shape = APIRoute.errorShape(path: path, hasAnthropicVersion: hasAnthropicVersion)
@@ -194,29 +194,35 @@ public struct ProxyHandler: Sendable {
             var tap = ResponseTap(api: meteredAPI, isStream: isStream, dropUsageChunk: dropsUsageChunk, maxText: settings.maxAssembledText)
             var clientGone = false
             var upstreamFailure: String?
+            // The last bytes of an answer are held until its response record is durable, so a client never
+            // holds a complete answer whose record a crash could still lose. A stream's events go out as
+            // they come (only the end of the chunked body waits); a plain answer is held back by one chunk,
+            // since with a Content-Length its last chunk already completes it for the client.
+            var heldBack: ByteBuffer?
+            func send(_ buffer: ByteBuffer) async {
+                guard !clientGone, buffer.readableBytes > 0 else { return }
+                do { try await writer.write(buffer) } catch { clientGone = true }
+            }
             do {
                 for try await chunk in response.body {
                     let out = chunk.readableBytesView.withContiguousStorageIfAvailable { tap.feed(UnsafeRawBufferPointer($0)) }
                         ?? tap.feed(Array(chunk.readableBytesView))
-                    guard !clientGone else { continue }
-                    do {
-                        switch out {
-                        case .same: try await writer.write(chunk)
-                        case .bytes(let bytes) where !bytes.isEmpty: try await writer.write(ByteBuffer(bytes: bytes))
-                        case .bytes: break
-                        }
-                    } catch {
-                        clientGone = true
+                    let outgoing: ByteBuffer
+                    switch out {
+                    case .same: outgoing = chunk
+                    case .bytes(let bytes): outgoing = ByteBuffer(bytes: bytes)
+                    }
+                    if isStream {
+                        await send(outgoing)
+                    } else {
+                        if let previous = heldBack { await send(previous) }
+                        heldBack = outgoing
                     }
                 }
             } catch {
                 upstreamFailure = Self.describe(error)
             }
             let tail = tap.finish()
-            if !clientGone, !tail.isEmpty { try? await writer.write(ByteBuffer(bytes: tail)) }
-            // A clean end only for a clean answer: when the provider broke off, the client's connection
-            // is broken off too (below), so its SDK raises instead of taking a truncated answer as whole.
-            if !clientGone && upstreamFailure == nil { try? await writer.finish(nil) }
 
             var closing = RecordDraft(kind: .response, requestID: requestID)
             let usage = tap.usage
@@ -243,7 +249,16 @@ public struct ProxyHandler: Sendable {
                 settings.bodies.record(tap.collectedBody, into: &closing)
             }
             await handler.appendResponse(closing, api: route.api, team: team, usage: usage)
-            if let upstreamFailure, !clientGone { throw UpstreamBrokeOff(reason: upstreamFailure) }
+
+            if let heldBack { await send(heldBack) }
+            if !tail.isEmpty { await send(ByteBuffer(bytes: tail)) }
+            // A clean end only for a clean answer: when the provider broke off, the client's connection
+            // is broken off too, so its SDK raises instead of taking a truncated answer as whole.
+            if let upstreamFailure {
+                if !clientGone { throw UpstreamBrokeOff(reason: upstreamFailure) }
+            } else if !clientGone {
+                try? await writer.finish(nil)
+            }
         }
         return Response(status: .init(code: status), headers: headers, body: responseBody)
     }
@@ -339,6 +354,23 @@ public struct ProxyHandler: Sendable {
         case 400..<500 where status != 408 && status != 429: return .clientError
         default: return .upstreamError
         }
+    }
+
+    /// `agw_` and 32 random hex digits (128 bits, as a UUID has), formatted without Foundation's
+    /// string replacing, which cost 2.5 % of the gateway's CPU under load.
+    static func newRequestID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = Array("agw_".utf8)
+        bytes.reserveCapacity(36)
+        for _ in 0..<2 {
+            var word = generator.next() as UInt64
+            for _ in 0..<16 {
+                bytes.append(digits[Int(word >> 60)])
+                word <<= 4
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
