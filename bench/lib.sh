@@ -191,14 +191,14 @@ YAML
 }
 
 # gateway_start NAME PORT: starts `auditgate serve` on the config above and waits for /healthz;
-# sets GATEWAY_PID_<NAME>. Its log is $TMP/gw-NAME/gateway.log.
+# sets GATEWAY_PID_<NAME> (dashes in NAME become underscores). Its log is $TMP/gw-NAME/gateway.log.
 gateway_start() {
     local name=$1 port=$2 dir="$TMP/gw-$1" i
     env -u HTTPS_PROXY -u HTTP_PROXY -u https_proxy -u http_proxy \
         "$AUDITGATE" serve --config "$dir/auditgate.yaml" >>"$dir/gateway.log" 2>&1 &
     local pid=$!
     BENCH_PIDS+=($pid)
-    printf -v "GATEWAY_PID_$name" %s "$pid"
+    printf -v "GATEWAY_PID_${name//-/_}" %s "$pid"
     for i in $(seq 600); do
         if curl -sf -o /dev/null -H "x-api-key: $BENCH_KEY" "http://127.0.0.1:$port/healthz"; then return 0; fi
         kill -0 "$pid" 2>/dev/null || break
