@@ -29,8 +29,16 @@ public struct JournalConfiguration: Sendable {
     public var databaseURL: String?
     /// Records per COPY transaction.
     public var shipBatchRecords: Int
+    /// Bytes of records per COPY transaction, at most (bounds the shipper's memory).
+    public var shipBatchBytes: Int
     /// Longest wait between reconnection attempts while the store is away.
     public var maxBackoff: Duration
+    /// After shipping a batch smaller than `shipBatchRecords`, the shipper waits this long for more
+    /// records before the next COPY. Without it, a trickle of calls made one transaction (directory
+    /// listing, file reads, BEGIN/COPY/COMMIT and PostgreSQL's WAL flush) per record or two: 5 libpq
+    /// round trips and 8 file-system calls per call (docs/benchmarks.md). Records are durable in the
+    /// spool meanwhile; only their arrival in the store waits.
+    public var shipLinger: Duration
 
     /// Segments are at most a sixteenth of the cap (and at least 64 KiB): the newest segment is never
     /// deleted, so once the store has caught up the spool keeps at most that much, well under the cap,
@@ -39,7 +47,8 @@ public struct JournalConfiguration: Sendable {
 
     public init(
         chainID: String, spoolDirectory: String, durability: Durability = .spool, spoolMaxBytes: Int = 1 << 30,
-        segmentBytes: Int = 16 << 20, databaseURL: String?, shipBatchRecords: Int = 2000, maxBackoff: Duration = .seconds(5)
+        segmentBytes: Int = 16 << 20, databaseURL: String?, shipBatchRecords: Int = 2000, maxBackoff: Duration = .seconds(5),
+        shipLinger: Duration = .milliseconds(20), shipBatchBytes: Int = 8 << 20
     ) {
         self.chainID = chainID
         self.spoolDirectory = spoolDirectory
@@ -49,6 +58,8 @@ public struct JournalConfiguration: Sendable {
         self.databaseURL = databaseURL
         self.shipBatchRecords = shipBatchRecords
         self.maxBackoff = maxBackoff
+        self.shipLinger = shipLinger
+        self.shipBatchBytes = shipBatchBytes
     }
 }
 

@@ -22,6 +22,11 @@ struct Backoff {
     mutating func reset() { next = initial }
 }
 
+extension Duration {
+    /// In seconds, for the Foundation and POSIX calls that take a `TimeInterval`.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 extension Journal {
     /// Where the shipper is in the spool: the segment it reads and the offset of its next frame.
     struct ShipCursor {
@@ -72,7 +77,13 @@ extension Journal {
                 }
             }
             do {
-                if try !shipSome(to: store!, cursor: &cursor) { pause(.milliseconds(100)) }
+                switch try shipSome(to: store!, cursor: &cursor) {
+                case .nothing: pause(.milliseconds(100))
+                case .shipped(let count) where count < configuration.shipBatchRecords && running:
+                    // Not woken by the writer: let records gather for one larger COPY.
+                    Thread.sleep(forTimeInterval: configuration.shipLinger.seconds)
+                case .shipped, .deleted: break
+                }
             } catch let error as JournalError {
                 // The spool itself is unreadable: keep the segment, say so, try again later.
                 lock.lock()
@@ -105,14 +116,19 @@ extension Journal {
 
     /// Waits for the writer's signal, shutdown, or the timeout.
     func pause(_ duration: Duration) {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         shipperWakeup.lock()
-        _ = shipperWakeup.wait(until: Date(timeIntervalSinceNow: seconds))
+        _ = shipperWakeup.wait(until: Date(timeIntervalSinceNow: duration.seconds))
         shipperWakeup.unlock()
     }
 
-    /// Ships one batch, or deletes one fully shipped segment. Returns false when there is nothing to do.
-    private func shipSome(to store: ChainStore, cursor: inout ShipCursor?) throws -> Bool {
+    enum ShipStep: Equatable {
+        case nothing
+        case shipped(Int)
+        case deleted
+    }
+
+    /// Ships one batch, or deletes one fully shipped segment.
+    private func shipSome(to store: ChainStore, cursor: inout ShipCursor?) throws -> ShipStep {
         // List first, then read the writer's position: a segment created after the listing is simply
         // not seen this round, and one listed is never mistaken for finished while it is written.
         let segments = try spool.segments()
@@ -131,7 +147,7 @@ extension Journal {
             // the segment can go without being read.
             if let next, next.firstSeq - 1 <= shipped {
                 try deleteSegment(segment)
-                return true
+                return .deleted
             }
             let limit =
                 finished ? segment.size : (active?.firstSeq == segment.firstSeq ? active?.syncedLength ?? 0 : 0)
@@ -147,8 +163,12 @@ extension Journal {
             }
             var records: [AuditRecord] = []
             var batchBytes = 0
-            while offset < limit && records.count < configuration.shipBatchRecords && batchBytes < 8 << 20 {
-                var chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, 4 << 20))
+            // Only records kept for this batch count against its byte budget: frames already in the
+            // store are skipped however many there are, so an empty batch means the segment's synced
+            // end was reached (a budget that counted skipped frames once stopped here with nothing
+            // kept, moved on to the next segment and left the rest of this one unshipped).
+            while offset < limit && records.count < configuration.shipBatchRecords && batchBytes < configuration.shipBatchBytes {
+                var chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, min(4 << 20, configuration.shipBatchBytes)))
                 if chunk.count >= 8, case .incomplete = SpoolFormat.decodeFrame(chunk, at: 0) {
                     let needed = SpoolFormat.frameHeaderSize + Int(SpoolFormat.readUInt32(chunk, at: 0))
                     chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, needed))
@@ -157,9 +177,11 @@ extension Journal {
                 decode: while position < chunk.count && records.count < configuration.shipBatchRecords {
                     switch SpoolFormat.decodeFrame(chunk, at: position) {
                     case .record(let record, let length):
-                        if record.seq > shipped { records.append(record) }
+                        if record.seq > shipped {
+                            records.append(record)
+                            batchBytes += length
+                        }
                         position += length
-                        batchBytes += length
                     case .incomplete:
                         break decode
                     case .corrupt:
@@ -180,12 +202,17 @@ extension Journal {
                 shippedSeq = records.last!.seq
                 lock.unlock()
                 cursor = ShipCursor(segmentFirstSeq: segment.firstSeq, offset: offset)
-                return true
+                return .shipped(records.count)
             }
             cursor = ShipCursor(segmentFirstSeq: segment.firstSeq, offset: offset)
-            if !finished { return false }
+            if !finished { return .nothing }
+            // A finished segment is read to its end before the next one: anything left is not a
+            // whole frame, and moving on would leave records behind unshipped (and deleted later).
+            guard offset >= limit else {
+                throw JournalError.spoolInvalid("segment \(segment.path) ends in an incomplete frame at offset \(offset) of \(limit)")
+            }
         }
-        return false
+        return .nothing
     }
 
     private func deleteSegment(_ segment: SpoolDirectory.Segment) throws {

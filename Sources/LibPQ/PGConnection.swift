@@ -194,7 +194,13 @@ public struct PGCopyWriter {
     }
 
     private mutating func appendEscaped(_ field: String) {
-        for byte in field.utf8 {
+        let utf8 = field.utf8
+        // Most fields (ids, hashes in hex, numbers, timestamps) need no escaping: copied in one go.
+        if !utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 0x09 || $0 == 0x0a || $0 == 0x0d }) {
+            buffer.append(contentsOf: utf8)
+            return
+        }
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "\\"): buffer.append(contentsOf: [0x5c, 0x5c])
             case 0x09: buffer.append(contentsOf: [0x5c, UInt8(ascii: "t")])

@@ -352,6 +352,49 @@ def writer_url(superuser_url: str, dbname: str) -> str:
     return f"postgresql://auditgate_writer@127.0.0.1:{port}/{dbname}"
 
 
+def report_verify(bin_dir: Path, database_url: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`auditgate-report verify --database URL`: recomputes every hash chain (exit 0 = intact)."""
+    return subprocess.run(
+        [str(bin_dir / "auditgate-report"), "verify", "--database", database_url],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=proxy_free_env(), timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def verified_chain(verify_stdout: str, chain_id: str) -> tuple[int, int, int] | None:
+    """(first seq, last seq, record count) of `chain_id` when `auditgate-report verify` says it is intact."""
+    m = re.search(rf"^chain {re.escape(chain_id)}: seq (\d+)\.\.\.(\d+), (\d+) records, .* intact$", verify_stdout, re.M)
+    return tuple(int(g) for g in m.groups()) if m else None
+
+
+# ------------------------------------------------------------------------------------------------
+# throwaway PostgreSQL clusters (scripts/postgres.sh), for tests that stop or kill the store
+
+
+def pg_script(cmd: str, timeout: float = 180) -> str:
+    """Runs `cmd` in bash after `source scripts/postgres.sh` (pg_start, pg_stop, pg_bindir ...)."""
+    proc = subprocess.run(
+        ["bash", "-c", f"source scripts/postgres.sh; {cmd}"], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+@pytest.fixture
+def own_cluster(compat_env):
+    """(data directory, port) of a PostgreSQL cluster of this test's own, stopped and removed after it."""
+    if not pg_script("pg_bindir").strip():
+        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl) for a throwaway cluster")
+    # directly under /tmp: pg_start chowns it to postgres, whose parent folders must be traversable
+    pgdir = Path("/tmp") / f"auditgate-compat-pg-{secrets.token_hex(4)}"
+    port = int(pg_script(f"pg_start {pgdir} && echo $PGPORT").strip().splitlines()[-1])
+    yield pgdir, port
+    pg_script(f"pg_stop {pgdir}")
+    shutil.rmtree(pgdir, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------------------
 # the stack
 

@@ -3,47 +3,24 @@
 A second gateway on its own throwaway PostgreSQL cluster (scripts/postgres.sh) with a small spool
 (audit.spool_max_bytes 1048577): one call, then PostgreSQL stops; calls with ~10 KB prompts fill
 the spool until the gateway answers 503; PostgreSQL comes back on the same port, and every call
-that got a 200 must be in the store.
+that got a 200 must be in the store, and the hash chain must recompute (`auditgate-report verify`).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import anthropic
 import pytest
 
-from conftest import REPO_ROOT, Gateway, config_yaml, free_port, http, migrate, new_client_key, psql, writer_url
+from conftest import (
+    Gateway, config_yaml, free_port, http, migrate, new_client_key, pg_script, psql, report_verify, verified_chain,
+    writer_url,
+)
 
 MODEL = "claude-sonnet-4-6"
 MAX_CALLS = 300
-
-
-def _pg(cmd: str) -> str:
-    proc = subprocess.run(
-        ["bash", "-c", f"source scripts/postgres.sh; {cmd}"], cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-@pytest.fixture
-def own_cluster(compat_env):
-    if not _pg("pg_bindir").strip():
-        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl) for a throwaway cluster")
-    # directly under /tmp: pg_start chowns it to postgres, whose parent folders must be traversable
-    pgdir = Path("/tmp") / f"auditgate-compat-pg-{secrets.token_hex(4)}"
-    port = int(_pg(f"pg_start {pgdir} && echo $PGPORT").strip().splitlines()[-1])
-    yield pgdir, port
-    _pg(f"pg_stop {pgdir}")
-    shutil.rmtree(pgdir, ignore_errors=True)
 
 
 def test_503_when_no_record_can_be_made_durable(compat_env, standin, own_cluster, workdir):
@@ -75,7 +52,7 @@ def test_503_when_no_record_can_be_made_durable(compat_env, standin, own_cluster
     ok_ids = []
     try:
         ok_ids.append(call("before the database stops"))
-        _pg(f"pg_stop {pgdir}")
+        pg_script(f"pg_stop {pgdir}")
 
         filler = " ".join(["lorem"] * 1700)  # ~10 KB
         refused = None
@@ -95,7 +72,7 @@ def test_503_when_no_record_can_be_made_durable(compat_env, standin, own_cluster
         ready = http("GET", gw.url + "/readyz", {"x-api-key": key})
         assert ready.status == 503, f"/readyz answered {ready.status} {ready.body[:200]!r} while calls are refused"
 
-        _pg(f"pg_start {pgdir} {pgport}")
+        pg_script(f"pg_start {pgdir} {pgport}")
         # every call that got a 200 reaches the store, with its response record
         deadline = time.monotonic() + 120
         missing = set(ok_ids)
@@ -137,3 +114,13 @@ def test_503_when_no_record_can_be_made_durable(compat_env, standin, own_cluster
     finally:
         rc = gw.stop(30)
         print(f"store-failure gateway exit code: {rc}")
+
+    # no corruption: the chain written across the stop, the full spool and the recovery recomputes
+    proc = report_verify(bin_dir, f"postgresql://auditgate_reader@127.0.0.1:{pgport}/compat503")
+    assert proc.returncode == 0, (
+        f"auditgate-report verify exited {proc.returncode} after the spool-full recovery:\n{proc.stdout}\n{proc.stderr}\n"
+        f"--- gateway log ---\n{gw.log(40)}")
+    count = int(psql(db_url, "SELECT count(*) FROM audit.events WHERE chain_id = 'compat503'"))
+    chain = verified_chain(proc.stdout, "compat503")
+    assert chain == (1, count, count), f"verify reported {chain} for compat503, the store holds {count} records:\n{proc.stdout}"
+    print(f"verify: {proc.stdout.strip().splitlines()[-1]}")
