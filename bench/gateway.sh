@@ -4,6 +4,8 @@
 #   nginx   wrk -> nginx plain reverse proxy -> upstream   (the floor any proxy reaches here)
 #   spool   wrk -> AuditGate, durability spool  -> upstream (+ its PostgreSQL store)
 #   async   wrk -> AuditGate, durability async  -> upstream (+ its PostgreSQL store)
+#   spool-1, async-1   the same with AUDITGATE_EVENT_LOOPS=1 (one NIO event loop thread instead of
+#           one per core: no hops between loops, the other core left to the journal and PostgreSQL)
 # For each target: throughput at CONNECTIONS connections, latency percentiles at 1 connection, and
 # the CPU and memory of the proxy's own processes. After every run against AuditGate, every call wrk
 # completed is looked up in audit.exchanges (with its response record); the figure is printed. The
@@ -19,7 +21,7 @@ DURATION=${DURATION:-20}
 LATENCY_DURATION=${LATENCY_DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
 REPEAT=${REPEAT:-3}
-TARGETS=${TARGETS:-"direct nginx spool async"}
+TARGETS=${TARGETS:-"direct nginx spool async spool-1 async-1"}
 PROFILE=${PROFILE:-}
 source bench/lib.sh
 
@@ -32,28 +34,38 @@ UPSTREAM_PORT=$(free_port)
 upstream_start "$UPSTREAM_PORT"
 PROXY_PORT=$(free_port)
 proxy_start "$PROXY_PORT" "$UPSTREAM_PORT"
-SPOOL_PORT=$(free_port)
-gateway_config spool "$SPOOL_PORT" spool "$UPSTREAM_PORT"
-gateway_start spool "$SPOOL_PORT"
-ASYNC_PORT=$(free_port)
-gateway_config async "$ASYNC_PORT" async "$UPSTREAM_PORT"
-gateway_start async "$ASYNC_PORT"
+declare -A GATEWAY_PORTS
+for target in $TARGETS; do
+    case $target in
+    spool | async | spool-1 | async-1)
+        GATEWAY_PORTS[$target]=$(free_port)
+        gateway_config "$target" "${GATEWAY_PORTS[$target]}" "${target%-1}" "$UPSTREAM_PORT"
+        if [ "${target#*-}" = 1 ]; then
+            AUDITGATE_EVENT_LOOPS=1 gateway_start "$target" "${GATEWAY_PORTS[$target]}"
+        else
+            gateway_start "$target" "${GATEWAY_PORTS[$target]}"
+        fi
+        ;;
+    direct | nginx) ;;
+    *) log "unknown target $target"; exit 2 ;;
+    esac
+done
 PG_PID=$(head -1 "$TMP/pg/postmaster.pid")
 
 port_of() {
     case $1 in
     direct) echo "$UPSTREAM_PORT" ;; nginx) echo "$PROXY_PORT" ;;
-    spool) echo "$SPOOL_PORT" ;; async) echo "$ASYNC_PORT" ;;
+    *) echo "${GATEWAY_PORTS[$1]}" ;;
     esac
 }
 # The processes whose CPU and memory count as the target's own.
 pids_of() {
     case $1 in
     direct) proc_tree "$NGINX_PID_upstream" ;; nginx) proc_tree "$NGINX_PID_proxy" ;;
-    spool) echo "$GATEWAY_PID_spool" ;; async) echo "$GATEWAY_PID_async" ;;
+    *) local var="GATEWAY_PID_${1//-/_}"; echo "${!var}" ;;
     esac
 }
-is_gateway() { [ "$1" = spool ] || [ "$1" = async ]; }
+is_gateway() { [ -n "${GATEWAY_PORTS[$1]:-}" ]; }
 
 # to_us VALUE: wrk's "126.00us" / "1.20ms" / "1.01s" in microseconds.
 to_us() {
@@ -123,10 +135,10 @@ done
 if [ -n "$PROFILE" ]; then
     mkdir -p "$PROFILE"
     log "profile: perf record -g of the spool gateway for 10 s at $CONNECTIONS connections"
-    perf record -F 999 -g -p "$GATEWAY_PID_spool" -o "$PROFILE/perf.data" -- sleep 10 >/dev/null 2>&1 &
+    perf record -F 999 -g -p "$(pids_of spool)" -o "$PROFILE/perf.data" -- sleep 10 >/dev/null 2>&1 &
     perf_pid=$!
     BENCH_KEY=$BENCH_KEY wrk -t2 -c"$CONNECTIONS" -d10s -s bench/wrk/messages.lua \
-        "http://127.0.0.1:$SPOOL_PORT/v1/messages" >/dev/null
+        "http://127.0.0.1:$(port_of spool)/v1/messages" >/dev/null
     wait "$perf_pid" || true
     perf report -i "$PROFILE/perf.data" --no-children --sort symbol --stdio 2>/dev/null | swift demangle --simplified >"$PROFILE/flat.txt" || true
     perf report -i "$PROFILE/perf.data" --children --sort symbol --stdio 2>/dev/null | swift demangle --simplified >"$PROFILE/children.txt" || true
@@ -179,6 +191,9 @@ echo "| target | run | repetition | calls wrk completed | complete exchanges in 
 echo "|---|---|---:|---:|---:|---:|---:|"
 cat "$TMP/completeness.md"
 echo
-echo "Gateway peak RSS (VmHWM): spool $(awk -v k="$(hwm_kib "$GATEWAY_PID_spool")" 'BEGIN { printf "%.1f", k / 1024 }') MiB, async $(awk -v k="$(hwm_kib "$GATEWAY_PID_async")" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
+for target in $TARGETS; do
+    is_gateway "$target" || continue
+    echo "Peak RSS (VmHWM) of the $target gateway: $(awk -v k="$(hwm_kib "$(pids_of "$target")")" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
+done
 echo "auditgate-report verify of the store after all runs: $VERIFY"
 [ ! -s "$TMP/failures.txt" ] && [[ $VERIFY == pass* ]]
