@@ -142,6 +142,8 @@ if [ -n "$PROFILE" ]; then
     wait "$perf_pid" || true
     perf report -i "$PROFILE/perf.data" --no-children --sort symbol --stdio 2>/dev/null | swift demangle --simplified >"$PROFILE/flat.txt" || true
     perf report -i "$PROFILE/perf.data" --children --sort symbol --stdio 2>/dev/null | swift demangle --simplified >"$PROFILE/children.txt" || true
+    perf script -i "$PROFILE/perf.data" -F comm,tid,ip,sym 2>/dev/null | swift demangle --simplified >"$PROFILE/script.txt" || true
+    python3 bench/profile_breakdown.py "$PROFILE/script.txt" >"$PROFILE/breakdown.md" || true
 fi
 
 # --- figures ----------------------------------------------------------------------------------------
