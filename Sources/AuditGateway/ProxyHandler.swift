@@ -160,7 +160,9 @@ public struct ProxyHandler: Sendable {
         let upstreamRequest = makeUpstreamRequest(request, route: route, body: upstreamBody)
         let response: HTTPClientResponse
         do {
-            response = try await clients.client(for: route.provider).execute(upstreamRequest, timeout: settings.firstByteTimeout, logger: logger)
+            // No logger: AsyncHTTPClient's own logs are debug-level detail, and a logger passed in is
+            // given per-request metadata on every call.
+            response = try await clients.client(for: route.provider).execute(upstreamRequest, timeout: settings.firstByteTimeout)
         } catch {
             let gatewayError: GatewayError =
                 (error as? HTTPClientError) == .deadlineExceeded || (error as? HTTPClientError) == .readTimeout
