@@ -223,11 +223,6 @@ cpu_ticks() {
 proc_tree() { echo "$1" $(pgrep -P "$1" || true); }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-tree_rss_kib() {
-    local total=0 pid
-    for pid in $(proc_tree "$1"); do total=$((total + $(rss_kib "$pid"))); done
-    echo "$total"
-}
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- the audit store ------------------------------------------------------------------------------
@@ -252,7 +247,7 @@ completeness() {
     awk -v t="$total" -v f="$found" -v w="$waited" 'BEGIN { printf "%d %d %.3f %s\n", t, f, t ? 100 * f / t : 100, w }'
 }
 
-# verify_chain CHAIN: `auditgate-report verify` of the whole store as the reader; prints its last line.
+# verify_store: `auditgate-report verify` of the whole store as the reader; prints its last line.
 verify_store() {
     local out
     if out=$(AUDITGATE_DATABASE_URL="$READER_URL" "$REPORT" verify 2>&1); then

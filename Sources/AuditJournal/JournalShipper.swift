@@ -121,7 +121,8 @@ extension Journal {
         shipperWakeup.unlock()
     }
 
-    enum ShipStep: Equatable {
+    /// What one `shipSome` did: the loop pauses after `.nothing` and lingers after a short batch.
+    enum ShipStep {
         case nothing
         case shipped(Int)
         case deleted
@@ -168,7 +169,7 @@ extension Journal {
             // end was reached (a budget that counted skipped frames once stopped here with nothing
             // kept, moved on to the next segment and left the rest of this one unshipped).
             while offset < limit && records.count < configuration.shipBatchRecords && batchBytes < configuration.shipBatchBytes {
-                var chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, min(4 << 20, configuration.shipBatchBytes)))
+                var chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, 4 << 20, configuration.shipBatchBytes))
                 if chunk.count >= 8, case .incomplete = SpoolFormat.decodeFrame(chunk, at: 0) {
                     let needed = SpoolFormat.frameHeaderSize + Int(SpoolFormat.readUInt32(chunk, at: 0))
                     chunk = try readRange(segment.path, offset: offset, maxBytes: min(limit - offset, needed))

@@ -282,24 +282,28 @@ class Gateway:
     def log(self, lines: int = 150) -> str:
         return tail(self.log_path, lines)
 
-    def start(self, health_key: str, timeout: float = 60) -> None:
+    def start(self, health_key: str | None, timeout: float = 60, env: dict | None = None) -> None:
+        """Starts `auditgate serve` (environment: `gateway_env()` unless `env` is given) and waits until
+        GET /healthz answers 200 (with `health_key` as x-api-key, or no key); raises with the log otherwise."""
+        env = env if env is not None else gateway_env()
         check = subprocess.run(
             [str(self.bin_dir / "auditgate"), "check-config", "--config", str(self.config_path)],
-            capture_output=True, text=True, cwd=REPO_ROOT, env=gateway_env(), timeout=60,
+            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=60,
         )
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(self.bin_dir / "auditgate"), "serve", "--config", str(self.config_path)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=gateway_env(),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
         )
         out.close()
+        headers = {"x-api-key": health_key} if health_key else {}
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             try:
-                r = http("GET", self.url + "/healthz", {"x-api-key": health_key}, timeout=5)
+                r = http("GET", self.url + "/healthz", headers, timeout=5)
                 last = f"{r.status} {r.body[:200]!r}"
                 if r.status == 200:
                     return
@@ -310,6 +314,7 @@ class Gateway:
         if rc is None:
             self.proc.kill()
             self.proc.wait(10)
+        self.proc = None
         msg = (
             f"auditgate serve did not answer GET /healthz with 200 within {timeout:.0f} s "
             f"(exit code {rc}, last answer {last}).\n"
@@ -581,46 +586,12 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
     return text
 
 
-class ExtraGateway(Gateway):
-    """A Gateway started with an explicit environment."""
-
-    def start_with_env(self, env: dict, health_key: str | None, timeout: float = 60) -> None:
-        out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(self.bin_dir / "auditgate"), "serve", "--config", str(self.config_path)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
-        )
-        out.close()
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                hdrs = {"x-api-key": health_key} if health_key else {}
-                r = http("GET", self.url + "/healthz", hdrs, timeout=5)
-                last = f"{r.status} {r.body[:200]!r}"
-                if r.status == 200:
-                    return
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.25)
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-        raise RuntimeError(
-            f"extra auditgate serve did not answer /healthz 200 within {timeout:.0f} s (exit {rc}, last {last})\n"
-            f"--- log {self.log_path} ---\n{self.log(100)}")
-
-
 @pytest.fixture
 def make_gateway(stack):
-    """make_gateway(name, env=None, **custom_config_yaml options) -> a started ExtraGateway (stopped after the test)."""
+    """make_gateway(name, env=None, **custom_config_yaml options) -> a started Gateway (stopped after the test)."""
     started = []
 
-    def make(name: str, env: dict | None = None, health_key: str | None = "alice", **opts) -> ExtraGateway:
+    def make(name: str, env: dict | None = None, health_key: str | None = "alice", **opts) -> Gateway:
         suffix = secrets.token_hex(3)
         d = stack.workdir / f"gw-{name}-{suffix}"
         d.mkdir()
@@ -629,10 +600,10 @@ def make_gateway(stack):
         port = free_port()
         cfg = d / "auditgate.yaml"
         cfg.write_text(custom_config_yaml(stack, port=port, chain_id=f"{name}-{suffix}", spool_dir=spool, **opts))
-        gw = ExtraGateway(bin_dir=stack.bin_dir, config_path=cfg, log_path=d / "gateway.log", port=port)
+        gw = Gateway(bin_dir=stack.bin_dir, config_path=cfg, log_path=d / "gateway.log", port=port)
         started.append(gw)
         key = stack.alice_key if health_key == "alice" else health_key
-        gw.start_with_env(env if env is not None else gateway_env(), key)
+        gw.start(key, env=env)
         return gw
 
     yield make
