@@ -4,9 +4,9 @@ import AuditGateway
 import AuditJournal
 import AuditRedaction
 import Foundation
-import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
@@ -58,24 +58,26 @@ struct Serve: AsyncParsableCommand {
             configuration: configuration,
             bodies: BodyRecorder(mode: BodyRecorder.Mode(rawValue: audit.bodies.rawValue) ?? .redacted, redactor: redactor),
             firstByteTimeout: .seconds(Int64(configuration.upstreams.firstByteTimeoutSeconds)))
-        let idle = TimeAmount.seconds(Int64(configuration.upstreams.idleTimeoutSeconds))
-        let clients = UpstreamClients(
-            anthropic: try Egress.makeClient(
-                for: configuration.upstreams.anthropic.baseURL, configuration: configuration, environment: environment, idleTimeout: idle),
-            openai: try Egress.makeClient(
-                for: configuration.upstreams.openai.baseURL, configuration: configuration, environment: environment, idleTimeout: idle))
+        let loops = MultiThreadedEventLoopGroup.singleton
+        let upstreams: Upstreams
+        do {
+            upstreams = try Upstreams.make(configuration: configuration, environment: environment, group: loops)
+        } catch {
+            printError("auditgate serve: the upstreams are not usable: \(error)")
+            throw ExitCode(1)
+        }
+        let gateway = Gateway(settings: settings, journal: journal, upstreams: upstreams, metrics: GatewayMetrics(), logger: logger)
         let serverLogger = logger
-        let app = GatewayApplication.build(
-            settings: settings, journal: journal, clients: clients, logger: logger,
-            onServerRunning: { channel in
-                serverLogger.info("AuditGate listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+        let server = GatewayServer(
+            gateway: gateway, host: configuration.server.host, port: configuration.server.port, group: loops,
+            onListening: { address in
+                serverLogger.info("AuditGate listening", metadata: ["address": "\(address?.description ?? "?")"])
             })
         // Shutdown runs in reverse: the server drains its streams first, the journal flushes last.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: JournalService(journal: journal)), .init(service: app)],
+                services: [.init(service: JournalService(journal: journal)), .init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        await clients.shutdown()
     }
 }

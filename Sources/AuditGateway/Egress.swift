@@ -1,11 +1,8 @@
-import AsyncHTTPClient
 import AuditGateConfig
 import Foundation
-import NIOCore
-import NIOSSL
 
-/// How the gateway reaches a provider: directly or through the corporate proxy (HTTP CONNECT), with
-/// the corporate root CA added to the system's trust roots when `egress.ca_file` is set.
+/// Whether the gateway reaches a provider directly or through the corporate proxy (the connections
+/// themselves are `UpstreamConnector`'s).
 public enum Egress {
     /// The proxy for one upstream: `egress.proxy`, else `HTTPS_PROXY`/`HTTP_PROXY` (by the upstream's
     /// scheme), unless `NO_PROXY` names the upstream's host.
@@ -33,29 +30,5 @@ public enum Egress {
             if host == hostOnly || host.hasSuffix("." + hostOnly) { return true }
         }
         return false
-    }
-
-    /// An HTTP client for one upstream. Decompression stays off (bytes pass unchanged); the read
-    /// timeout bounds the idle time between chunks, not a stream's length.
-    public static func makeClient(
-        for upstream: URL, configuration: GatewayConfiguration, environment: [String: String], idleTimeout: TimeAmount
-    ) throws -> HTTPClient {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile = configuration.egress.caFile {
-            tls.additionalTrustRoots = [.file(caFile)]
-        }
-        var clientConfiguration = HTTPClient.Configuration(
-            tlsConfiguration: tls, timeout: .init(connect: .seconds(10), read: idleTimeout), decompression: .disabled)
-        if let proxy = proxy(for: upstream, configured: configuration.egress.proxy, environment: environment) {
-            clientConfiguration.proxy = .server(host: proxy.host, port: proxy.port)
-        }
-        // AsyncHTTPClient queues a request once this many HTTP/1 connections to the provider are busy.
-        // A stream holds its connection for minutes, so a low limit would make callers wait behind
-        // other callers' streams (bench/streams.sh holds 2,000 open); the provider's own limits apply.
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16_384)
-        // No request spans: with no tracer bootstrapped, the no-op spans still cost each call an
-        // attribute pass over its URL and headers (about 2 % of the gateway's CPU, docs/benchmarks.md).
-        clientConfiguration.tracing.tracer = nil
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }
 }

@@ -109,7 +109,8 @@ public final class Journal: @unchecked Sendable {
     var pending: [UInt8] = []
     var pendingFirstSeq: Int64 = 1
     var pendingPrevHash: [UInt8] = AuditRecord.genesisHash
-    var waiters: [CheckedContinuation<Void, any Error>] = []
+    /// Called by the writer once their batch is synced (or failed), on the writer's thread.
+    var waiters: [@Sendable (Result<Void, any Error>) -> Void] = []
     var spoolBytes = 0
     var durableSeq: Int64 = 0
     var shippedSeq: Int64 = 0
@@ -213,24 +214,31 @@ public final class Journal: @unchecked Sendable {
     /// exchange (a request record): never waits for room.
     @discardableResult
     public func append(_ draft: RecordDraft) async throws -> AppendReceipt {
-        switch configuration.durability {
-        case .async:
-            return try enqueue(draft, waiter: nil)
-        case .spool:
-            var receipt: AppendReceipt?
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                do {
-                    receipt = try enqueue(draft, waiter: continuation)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
+        if configuration.durability == .async { return try enqueue(draft, waiter: nil) }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AppendReceipt, any Error>) in
+            append(draft) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// `append` for callers that are not async (the gateway's event loops): `completion` runs once the
+    /// record is as durable as the mode promises. In `async` mode, and on any refusal, it runs at once
+    /// on the caller's thread; in `spool` mode after the sync, on the writer's thread.
+    public func append(_ draft: RecordDraft, completion: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void) {
+        do {
+            switch configuration.durability {
+            case .async:
+                completion(.success(try enqueue(draft, waiter: nil)))
+            case .spool:
+                try enqueue(draft, waiter: completion)
             }
-            return receipt!
+        } catch {
+            completion(.failure(error))
         }
     }
 
     /// Seals the record at the next position under the lock and queues its frame for the writer.
-    private func enqueue(_ draft: RecordDraft, waiter: CheckedContinuation<Void, any Error>?) throws -> AppendReceipt {
+    @discardableResult
+    private func enqueue(_ draft: RecordDraft, waiter: (@Sendable (Result<AppendReceipt, any Error>) -> Void)?) throws -> AppendReceipt {
         let now = Self.nowMicros()
         lock.lock()
         defer { lock.unlock() }
@@ -256,9 +264,10 @@ public final class Journal: @unchecked Sendable {
         nextSeq += 1
         prevHash = record.hash
         lastRecordedAt = recordedAt
-        if let waiter { waiters.append(waiter) }
+        let receipt = AppendReceipt(seq: record.seq, hash: record.hash, recordedAtMicros: recordedAt)
+        if let waiter { waiters.append { waiter($0.map { receipt }) } }
         lock.signal()
-        return AppendReceipt(seq: record.seq, hash: record.hash, recordedAtMicros: recordedAt)
+        return receipt
     }
 
     public var status: JournalStatus {

@@ -39,7 +39,7 @@ extension Journal {
                 durableSeq = lastSeq
                 if let active = activeSegment { activeSegment = (active.firstSeq, active.path, segmentLength) }
                 lock.unlock()
-                for waiter in batchWaiters { waiter.resume() }
+                for waiter in batchWaiters { waiter(.success(())) }
                 wake(shipperWakeup)
             } catch {
                 let failure = (error as? JournalError) ?? .spoolUnwritable(String(describing: error))
@@ -50,7 +50,7 @@ extension Journal {
                 waiters = []
                 pending = []
                 lock.unlock()
-                for waiter in batchWaiters + stranded { waiter.resume(throwing: failure) }
+                for waiter in batchWaiters + stranded { waiter(.failure(failure)) }
             }
         }
     }

@@ -1,0 +1,233 @@
+import AuditGateConfig
+import AuditJournal
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// The gateway's HTTP server, built directly on NIO: per connection an HTTP/1.1 codec and a
+/// `GatewayConnectionHandler`. A call runs on its connection's event loop from its first byte to its
+/// last, without a Swift task per call (docs/benchmarks.md, "Where the time goes").
+///
+/// As a `Service`: on graceful shutdown it stops accepting, lets every call in flight finish (open
+/// streams drain, their records are written), and returns; the journal flushes after it.
+public struct GatewayServer: Service {
+    public let gateway: Gateway
+    public let host: String
+    public let port: Int
+    public let group: any EventLoopGroup
+    /// Longest wait for calls in flight after a shutdown signal; connections still open then are closed.
+    public var drainTimeout: TimeAmount = .seconds(60)
+    let onListening: @Sendable (SocketAddress?) -> Void
+
+    public init(
+        gateway: Gateway, host: String, port: Int, group: any EventLoopGroup,
+        onListening: @escaping @Sendable (SocketAddress?) -> Void = { _ in }
+    ) {
+        self.gateway = gateway
+        self.host = host
+        self.port = port
+        self.group = group
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let connections = OpenConnections()
+        let gateway = self.gateway
+        let serverChannel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        onListening(serverChannel.localAddress)
+
+        try? await gracefulShutdown()
+        try? await serverChannel.close()
+        // Idle connections close now; busy ones after their answer's end.
+        for channel in connections.all {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let deadline = NIODeadline.now() + drainTimeout
+        while !connections.all.isEmpty, NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = connections.all
+        if !left.isEmpty {
+            gateway.logger.warning("closing connections still open after the drain timeout", metadata: ["connections": "\(left.count)"])
+            for channel in left { channel.close(promise: nil) }
+        }
+    }
+}
+
+/// The client connections currently open, for the drain at shutdown.
+final class OpenConnections: Sendable {
+    private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = channels.withLockedValue { $0.removeValue(forKey: id) }
+        }
+    }
+
+    var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
+}
+
+/// One client connection: reads each request whole (within `server.max_body_bytes`), answers the
+/// gateway's own endpoints, and hands API calls to a `ProxyCall`. NIO's pipelining handler before it
+/// holds the next request back until the current answer has ended.
+final class GatewayConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let gateway: Gateway
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var bodyTooLarge = false
+    private var call: ProxyCall?
+    private var clientIP: String?
+
+    init(gateway: Gateway) { self.gateway = gateway }
+
+    func channelActive(context: ChannelHandlerContext) {
+        clientIP = context.channel.remoteAddress?.ipAddress
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let received):
+            head = received
+            body = nil
+            let limit = gateway.configuration.server.maxBodyBytes
+            bodyTooLarge = received.headers.first(name: "content-length").flatMap { Int($0) }.map { $0 > limit } ?? false
+        case .body(var chunk):
+            guard !bodyTooLarge else { return }
+            if (body?.readableBytes ?? 0) + chunk.readableBytes > gateway.configuration.server.maxBodyBytes {
+                bodyTooLarge = true
+                body = nil
+            } else if body == nil {
+                body = chunk
+            } else {
+                body!.writeBuffer(&chunk)
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            dispatch(ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP), context: context)
+            body = nil
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { call?.clientWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        call?.clientClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func dispatch(_ request: ReceivedRequest, context: ChannelHandlerContext) {
+        let keepAlive = request.head.isKeepAlive
+        if request.head.method == .GET, let answer = builtinAnswer(request) {
+            write(answer.status, headers: answer.headers, body: answer.body, keepAlive: keepAlive, context: context)
+            return
+        }
+        let started = ContinuousClock.now
+        let requestID = Gateway.newRequestID()
+        switch gateway.decide(request, requestID: requestID) {
+        case .refuse(let error, let draft, let shape):
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
+            let gateway = self.gateway
+            gateway.recordRefusal(error, draft: draft, started: started) {
+                let answer = {
+                    let (status, headers, body) = gateway.errorResponse(error, shape: shape, requestID: requestID)
+                    bound.value.handler.write(status, headers: headers, body: body, keepAlive: keepAlive, context: bound.value.context)
+                }
+                if loop.inEventLoop { answer() } else { loop.execute { answer() } }
+            }
+        case .forward(let plan):
+            let call = ProxyCall(
+                gateway: gateway, plan: plan, started: started, context: context, clientVersion: request.head.version,
+                keepAlive: keepAlive
+            ) { [weak self] in self?.call = nil }
+            self.call = call
+            call.start()
+        }
+    }
+
+    private func write(_ status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, keepAlive: Bool, context: ChannelHandlerContext) {
+        var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        if !keepAlive { head.headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    // MARK: - The gateway's own endpoints
+
+    private func builtinAnswer(_ request: ReceivedRequest) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer)? {
+        let auth = gateway.configuration.auth
+        let journal = gateway.journal
+        /// `/healthz` is open under `all_except_health`; under `strict` every path wants a key.
+        func guarded(openUnder modes: Set<GatewayConfiguration.Auth.Mode>) -> (HTTPResponseStatus, HTTPHeaders, ByteBuffer)? {
+            guard !modes.contains(auth.mode) else { return nil }
+            if case .failure(let error) = gateway.identify(request.head.headers) {
+                return gateway.errorResponse(error, shape: .openai, requestID: "-")
+            }
+            return nil
+        }
+        switch request.path {
+        case "/healthz":
+            if let refusal = guarded(openUnder: [.off, .allExceptHealth]) { return refusal }
+            return Self.json(.ok, "{\"status\":\"ok\"}")
+        case "/readyz":
+            if let refusal = guarded(openUnder: [.off]) { return refusal }
+            let status = journal.status
+            if let reason = status.refusalReason {
+                return Self.json(
+                    .serviceUnavailable,
+                    "{\"status\":\"unavailable\",\"reason\":\"\(GatewayError.jsonEscape(reason))\",\"durability\":\"\(status.durability.rawValue)\"}")
+            }
+            return Self.json(
+                .ok,
+                "{\"status\":\"ready\",\"durability\":\"\(status.durability.rawValue)\",\"store_reachable\":\(status.storeReachable),\"backlog\":\(status.backlog)}")
+        case "/metrics":
+            if let refusal = guarded(openUnder: [.off]) { return refusal }
+            let body = ByteBuffer(bytes: gateway.metrics.render(journal: journal.status))
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "text/plain; version=0.0.4")
+            headers.add(name: "content-length", value: String(body.readableBytes))
+            return (.ok, headers, body)
+        default:
+            return nil
+        }
+    }
+
+    static func json(_ status: HTTPResponseStatus, _ text: String) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
+        let body = ByteBuffer(string: text)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        return (status, headers, body)
+    }
+}

@@ -1,0 +1,346 @@
+import AuditCore
+import AuditGateConfig
+import AuditJournal
+import AuditMetering
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// One forwarded call, on its client's event loop from start to end: the request record is made
+/// durable, the provider is called over a pooled connection on the same loop, the answer streams back
+/// through a metering tap as it arrives, and the answer's end waits for the response record.
+///
+/// No task or thread hop per call except the journal's: the writer thread syncs the records and hands
+/// back to the loop.
+final class ProxyCall: UpstreamDelegate {
+    enum State { case recordingRequest, connecting, awaitingHead, streaming, recordingResponse, done }
+
+    let gateway: Gateway
+    let plan: ForwardPlan
+    let started: ContinuousClock.Instant
+    /// The client connection's handler context: the answer is written through it.
+    let context: ChannelHandlerContext
+    let clientVersion: HTTPVersion
+    let keepAlive: Bool
+    /// Called once the answer is complete or abandoned: the connection may take its next request.
+    let finished: () -> Void
+
+    private var state = State.recordingRequest
+    private var connection: UpstreamConnection?
+    private var connectionWasReused = false
+    private var retried = false
+    private var headTimer: Scheduled<Void>?
+    private var tap: ResponseTap?
+    private var status = 0
+    private var isStream = false
+    private var ttfb: Int64?
+    private var providerRequestID: String?
+    /// The last chunk of a plain answer, held until the response record is durable (with a known
+    /// length its last chunk would complete the answer for the client).
+    private var heldBack: ByteBuffer?
+    private var clientGone = false
+    private var readWanted = false
+    private var upstreamFailure: String?
+
+    init(
+        gateway: Gateway, plan: ForwardPlan, started: ContinuousClock.Instant, context: ChannelHandlerContext,
+        clientVersion: HTTPVersion, keepAlive: Bool, finished: @escaping () -> Void
+    ) {
+        self.gateway = gateway
+        self.plan = plan
+        self.started = started
+        self.context = context
+        self.clientVersion = clientVersion
+        self.keepAlive = keepAlive
+        self.finished = finished
+    }
+
+    var requestID: String { plan.draft.requestID }
+    var connector: UpstreamConnector { gateway.upstreams.connector(for: plan.route.provider) }
+
+    /// Runs `body` on this call's loop once the journal has answered (the writer thread in `spool`
+    /// mode, at once in `async` mode).
+    private func onLoop(_ body: @escaping (ProxyCall) -> Void) -> @Sendable () -> Void {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((call: self, body: body), eventLoop: loop)
+        return {
+            if loop.inEventLoop {
+                bound.value.body(bound.value.call)
+            } else {
+                loop.execute { bound.value.body(bound.value.call) }
+            }
+        }
+    }
+
+    // MARK: - Request record, then the provider
+
+    func start() {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        gateway.journal.append(plan.draft) { result in
+            let failure: (any Error)? = if case .failure(let error) = result { error } else { nil }
+            if loop.inEventLoop {
+                bound.value.requestRecorded(failure)
+            } else {
+                loop.execute { bound.value.requestRecorded(failure) }
+            }
+        }
+    }
+
+    private func requestRecorded(_ failure: (any Error)?) {
+        if let failure {
+            gateway.metrics.storeFailure()
+            if gateway.configuration.audit.onStoreFailure == .reject {
+                gateway.logger.error("call refused: no durable record possible", metadata: ["request_id": "\(requestID)", "reason": "\(failure)"])
+                gateway.metrics.call(api: plan.route.api, status: 503, outcome: "gateway_error")
+                state = .done
+                writeError(.unavailable("AuditGate cannot record this call right now, so it was not forwarded: \(failure)"))
+                return
+            }
+            gateway.logger.critical(
+                "forwarding WITHOUT a durable record (on_store_failure: continue)", metadata: ["request_id": "\(requestID)", "reason": "\(failure)"])
+        }
+        let timeout = gateway.settings.firstByteTimeout
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in timedOut() }
+        connect(fresh: false)
+    }
+
+    private func connect(fresh: Bool) {
+        state = .connecting
+        let future: EventLoopFuture<UpstreamConnection>
+        if fresh {
+            connectionWasReused = false
+            future = connector.connect(on: context.eventLoop)
+        } else {
+            let found = connector.connection(on: context.eventLoop)
+            connectionWasReused = found.reused
+            future = found.future
+        }
+        future.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let connection): connected(connection)
+            case .failure(let error): failBeforeHead(.badGateway("the provider could not be reached (\(UpstreamHandler.describe(error)))"))
+            }
+        }
+    }
+
+    private func connected(_ connection: UpstreamConnection) {
+        guard state == .connecting else {
+            // Timed out meanwhile: the connection is not this call's to use.
+            connection.channel.close(promise: nil)
+            return
+        }
+        self.connection = connection
+        state = .awaitingHead
+        connection.handler.delegate = self
+        let head = plan.upstreamHead
+        let channel = connection.channel
+        channel.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
+        if let body = plan.upstreamBody { channel.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(body))), promise: nil) }
+        channel.writeAndFlush(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil)
+        channel.read()
+    }
+
+    private func timedOut() {
+        guard state == .connecting || state == .awaitingHead else { return }
+        let seconds = gateway.settings.firstByteTimeout.nanoseconds / 1_000_000_000
+        dropConnection()
+        failBeforeHead(.gatewayTimeout("the provider did not answer within \(seconds) s"))
+    }
+
+    private func dropConnection() {
+        guard let connection else { return }
+        self.connection = nil
+        connection.handler.delegate = nil
+        connection.channel.close(promise: nil)
+    }
+
+    /// The provider could not be reached or did not answer: a recorded 502/504 in the caller's shape.
+    private func failBeforeHead(_ error: GatewayError) {
+        guard state == .connecting || state == .awaitingHead else { return }
+        headTimer?.cancel()
+        state = .recordingResponse
+        var closing = RecordDraft(kind: .response, requestID: requestID)
+        closing.statusCode = error.status
+        closing.outcome = Outcome(rawValue: error.outcome)
+        closing.latencyMs = Gateway.milliseconds(since: started)
+        closing.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
+        gateway.recordResponse(closing, api: plan.route.api, done: onLoop { call in
+            call.state = .done
+            call.writeError(error)
+        })
+    }
+
+    private func writeError(_ error: GatewayError) {
+        let (status, headers, body) = gateway.errorResponse(error, shape: plan.route.provider, requestID: requestID)
+        var head = HTTPResponseHead(version: clientVersion, status: status, headers: headers)
+        if !keepAlive { head.headers.add(name: "connection", value: "close") }
+        if !clientGone {
+            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        }
+        writeEnd()
+        finished()
+    }
+
+    /// Ends the answer; without keep-alive, closes the connection once the end is written.
+    private func writeEnd() {
+        guard !clientGone else { return }
+        let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if !keepAlive {
+            let context = self.context
+            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    // MARK: - The answer
+
+    func upstreamHead(_ head: HTTPResponseHead) {
+        guard state == .awaitingHead else { return }
+        headTimer?.cancel()
+        ttfb = Gateway.milliseconds(since: started)
+        state = .streaming
+        status = Int(head.status.code)
+        isStream = head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
+        providerRequestID = head.headers.first(name: "request-id") ?? head.headers.first(name: "x-request-id")
+        let meteredAPI = MeteredAPI(rawValue: plan.route.api.hasSuffix(".models") ? "models" : plan.route.api) ?? .models
+        tap = ResponseTap(api: meteredAPI, isStream: isStream, dropUsageChunk: plan.dropUsageChunk, maxText: gateway.settings.maxAssembledText)
+
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 2)
+        for (name, value) in head.headers where HeaderPolicy.returnsResponseHeader(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "x-auditgate-request-id", value: requestID)
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        if !clientGone {
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: clientVersion, status: head.status, headers: headers))), promise: nil)
+        }
+        readMore()
+    }
+
+    func upstreamBody(_ buffer: ByteBuffer) {
+        guard state == .streaming else { return }
+        let out = buffer.readableBytesView.withContiguousStorageIfAvailable { tap!.feed(UnsafeRawBufferPointer($0)) }
+            ?? tap!.feed(Array(buffer.readableBytesView))
+        let outgoing: ByteBuffer
+        switch out {
+        case .same: outgoing = buffer
+        case .bytes(let bytes): outgoing = ByteBuffer(bytes: bytes)
+        }
+        // Nothing to send (a dropped usage chunk): an empty buffer must not release the held one.
+        if outgoing.readableBytes > 0 {
+            if isStream {
+                send(outgoing)
+            } else {
+                if let previous = heldBack { send(previous) }
+                heldBack = outgoing
+            }
+        }
+        readMore()
+    }
+
+    func upstreamEnd(keepAlive upstreamKeepAlive: Bool) {
+        guard state == .streaming, let connection else { return }
+        self.connection = nil
+        if upstreamKeepAlive { connector.release(connection) } else { connection.channel.close(promise: nil) }
+        finishAnswer()
+    }
+
+    func upstreamFailed(_ reason: String) {
+        switch state {
+        case .awaitingHead:
+            connection = nil
+            // A pooled connection the provider had closed while idle: one fresh try for a request that
+            // is safe to repeat. A POST is never sent twice (it may have reached the provider).
+            if connectionWasReused, !retried, plan.upstreamHead.method == .GET {
+                retried = true
+                connect(fresh: true)
+                return
+            }
+            failBeforeHead(.badGateway("the provider could not be reached (\(reason))"))
+        case .streaming:
+            connection = nil
+            upstreamFailure = reason
+            finishAnswer()
+        default:
+            break
+        }
+    }
+
+    private func send(_ buffer: ByteBuffer) {
+        guard !clientGone, buffer.readableBytes > 0 else { return }
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    /// Asks the provider's connection for more only while the client keeps up (or is gone: the rest is
+    /// still read, so the record has the whole usage).
+    private func readMore() {
+        guard let channel = connection?.channel else { return }
+        if clientGone || context.channel.isWritable {
+            channel.read()
+        } else {
+            readWanted = true
+        }
+    }
+
+    /// The client's connection can take more again.
+    func clientWritable() {
+        guard readWanted else { return }
+        readWanted = false
+        readMore()
+    }
+
+    /// The client went away; the answer is still read to its end and recorded.
+    func clientClosed() {
+        clientGone = true
+        clientWritable()
+    }
+
+    private func finishAnswer() {
+        state = .recordingResponse
+        let tail = tap?.finish() ?? []
+        let usage = tap?.usage ?? MeteredUsage()
+        var closing = RecordDraft(kind: .response, requestID: requestID)
+        closing.statusCode = status
+        closing.model = usage.model ?? plan.draft.model
+        closing.inputTokens = usage.inputTokens
+        closing.outputTokens = usage.outputTokens
+        closing.cacheReadTokens = usage.cacheReadTokens
+        closing.cacheWriteTokens = usage.cacheWriteTokens
+        closing.latencyMs = Gateway.milliseconds(since: started)
+        closing.ttfbMs = ttfb
+        closing.outcome = Gateway.outcome(status: status, upstreamFailure: upstreamFailure, streamError: usage.streamError)
+        var detail: [String] = []
+        if let upstreamFailure { detail.append("\"upstream_failure\":\"\(GatewayError.jsonEscape(upstreamFailure))\"") }
+        if let streamError = usage.streamError { detail.append("\"stream_error\":\"\(GatewayError.jsonEscape(streamError))\"") }
+        if clientGone { detail.append("\"client_disconnected\":true") }
+        if let providerRequestID { detail.append("\"provider_request_id\":\"\(GatewayError.jsonEscape(providerRequestID))\"") }
+        if !detail.isEmpty { closing.detail = "{" + detail.joined(separator: ",") + "}" }
+        if isStream {
+            gateway.settings.bodies.record(text: usage.text, into: &closing)
+        } else {
+            gateway.settings.bodies.record(tap?.collectedBody ?? [], into: &closing)
+        }
+        let tailBuffer = tail.isEmpty ? nil : ByteBuffer(bytes: tail)
+        gateway.recordResponse(closing, api: plan.route.api, team: plan.caller.teamID, usage: usage, done: onLoop { call in
+            call.answerRecorded(tail: tailBuffer)
+        })
+    }
+
+    /// The response record is durable: the answer may end.
+    private func answerRecorded(tail: ByteBuffer?) {
+        state = .done
+        if let heldBack { send(heldBack) }
+        heldBack = nil
+        if let tail { send(tail) }
+        // A clean end only for a clean answer: when the provider broke off, the client's connection is
+        // broken off too, so its SDK raises instead of taking a truncated answer as whole.
+        if upstreamFailure != nil {
+            if !clientGone { context.close(promise: nil) }
+        } else {
+            writeEnd()
+        }
+        finished()
+    }
+}

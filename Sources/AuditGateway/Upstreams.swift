@@ -1,0 +1,345 @@
+import AuditGateConfig
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// Connections to the two providers.
+public struct Upstreams: Sendable {
+    public let anthropic: UpstreamConnector
+    public let openai: UpstreamConnector
+
+    public init(anthropic: UpstreamConnector, openai: UpstreamConnector) {
+        self.anthropic = anthropic
+        self.openai = openai
+    }
+
+    func connector(for provider: Provider) -> UpstreamConnector { provider == .anthropic ? anthropic : openai }
+
+    /// Connectors for both providers, each with its own egress decision (a `NO_PROXY` entry may cover
+    /// one provider and not the other).
+    public static func make(
+        configuration: GatewayConfiguration, environment: [String: String], group: any EventLoopGroup
+    ) throws -> Upstreams {
+        let idle = TimeAmount.seconds(Int64(configuration.upstreams.idleTimeoutSeconds))
+        func connector(_ upstream: URL) throws -> UpstreamConnector {
+            try UpstreamConnector(
+                baseURL: upstream, proxy: Egress.proxy(for: upstream, configured: configuration.egress.proxy, environment: environment),
+                caFile: configuration.egress.caFile, idleTimeout: idle, group: group)
+        }
+        return Upstreams(
+            anthropic: try connector(configuration.upstreams.anthropic.baseURL),
+            openai: try connector(configuration.upstreams.openai.baseURL))
+    }
+}
+
+/// An open HTTP/1.1 connection to a provider, and the handler that hands its answer to a call.
+final class UpstreamConnection {
+    let channel: any Channel
+    let handler: UpstreamHandler
+
+    init(channel: any Channel, handler: UpstreamHandler) {
+        self.channel = channel
+        self.handler = handler
+    }
+}
+
+/// How the gateway reaches one provider: its address, TLS, the corporate proxy (absolute-form
+/// requests for `http://` upstreams, a `CONNECT` tunnel for `https://` ones), and an idle-connection
+/// pool per event loop, so a call's upstream connection lives on the same thread as its client's.
+public final class UpstreamConnector: Sendable {
+    let host: String
+    let port: Int
+    let isTLS: Bool
+    /// The base URL's path (without a trailing slash), put before each API path.
+    let basePath: String
+    /// `host:port` as the Host header and CONNECT target carry it.
+    let authority: String
+    let proxy: (host: String, port: Int)?
+    let sslContext: NIOSSLContext?
+    let idleTimeout: TimeAmount
+    private let pools: [ObjectIdentifier: LoopPool]
+
+    /// Idle connections kept per event loop, at most; more are closed when their call ends.
+    static let maxIdlePerLoop = 1024
+
+    public init(
+        baseURL: URL, proxy: (host: String, port: Int)?, caFile: String?, idleTimeout: TimeAmount, group: any EventLoopGroup
+    ) throws {
+        guard let host = baseURL.host, !host.isEmpty else { throw GatewayError.badGateway("no host in \(baseURL)") }
+        isTLS = baseURL.scheme?.lowercased() == "https"
+        self.host = host
+        port = baseURL.port ?? (isTLS ? 443 : 80)
+        var path = baseURL.path
+        while path.hasSuffix("/") { path.removeLast() }
+        basePath = path
+        let hostText = host.contains(":") ? "[\(host)]" : host
+        authority = baseURL.port == nil ? hostText : "\(hostText):\(port)"
+        self.proxy = proxy
+        self.idleTimeout = idleTimeout
+        if isTLS {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            if let caFile { tls.additionalTrustRoots = [.file(caFile)] }
+            sslContext = try NIOSSLContext(configuration: tls)
+        } else {
+            sslContext = nil
+        }
+        var pools: [ObjectIdentifier: LoopPool] = [:]
+        for loop in group.makeIterator() { pools[ObjectIdentifier(loop)] = LoopPool(eventLoop: loop) }
+        self.pools = pools
+    }
+
+    /// Plain `http://` through a proxy sends absolute-form request targets; everything else origin-form.
+    private var usesAbsoluteForm: Bool { proxy != nil && !isTLS }
+
+    /// The upstream request head: the client's headers minus credentials and hop-by-hop ones, the
+    /// provider key added by the caller of `send`, identity encoding so the tap can read usage.
+    func requestHead(
+        method: HTTPMethod, path: String, query: Substring?, clientHeaders: HTTPHeaders, bodyLength: Int?
+    ) -> HTTPRequestHead {
+        var target = usesAbsoluteForm ? "http://\(authority)\(basePath)\(path)" : basePath + path
+        if let query, !query.isEmpty { target += "?" + query }
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(clientHeaders.count + 4)
+        headers.add(name: "host", value: authority)
+        for (name, value) in clientHeaders where HeaderPolicy.forwardsRequestHeader(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "accept-encoding", value: "identity")
+        if let bodyLength { headers.add(name: "content-length", value: String(bodyLength)) }
+        return HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)
+    }
+
+    /// An idle pooled connection on `eventLoop` (`reused` true), or a new one.
+    func connection(on eventLoop: any EventLoop) -> (reused: Bool, future: EventLoopFuture<UpstreamConnection>) {
+        if let idle = pools[ObjectIdentifier(eventLoop)]?.take() {
+            return (true, eventLoop.makeSucceededFuture(idle))
+        }
+        return (false, connect(on: eventLoop))
+    }
+
+    /// Back into the pool after a complete keep-alive answer.
+    func release(_ connection: UpstreamConnection) {
+        guard let pool = pools[ObjectIdentifier(connection.channel.eventLoop)], pool.put(connection) else {
+            connection.channel.close(promise: nil)
+            return
+        }
+    }
+
+    func connect(on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+        let connectHost = proxy?.host ?? host
+        let connectPort = proxy?.port ?? port
+        guard let proxy, isTLS else {
+            return bootstrap.channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try addProtocolHandlers(to: channel) }
+            }
+            .connect(host: connectHost, port: connectPort)
+            .flatMapThrowing { [self] channel in try ready(channel) }
+        }
+        // Through a CONNECT tunnel: TLS and HTTP are added once the proxy has opened it.
+        let target = "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        return bootstrap.channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ConnectTunnelHandler(target: target))
+            }
+        }
+        .connect(host: proxy.host, port: proxy.port)
+        .flatMap { channel in
+            let tunnel = try! channel.pipeline.syncOperations.handler(type: ConnectTunnelHandler.self)
+            return tunnel.established.flatMapThrowing { [self] in
+                try channel.pipeline.syncOperations.removeHandler(tunnel).whenComplete { _ in }
+                try addProtocolHandlers(to: channel)
+                return try ready(channel)
+            }
+            .flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
+        }
+    }
+
+    private func addProtocolHandlers(to channel: any Channel) throws {
+        let pipeline = channel.pipeline.syncOperations
+        if let sslContext {
+            let sni = host.first?.isNumber == true || host.contains(":") ? nil : host
+            try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: sni))
+        }
+        try pipeline.addHTTPClientHandlers()
+        try pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+        try pipeline.addHandler(UpstreamHandler())
+    }
+
+    /// Reads from here on only when a call asks for more (backpressure toward a slow client).
+    private func ready(_ channel: any Channel) throws -> UpstreamConnection {
+        try channel.syncOptions?.setOption(.autoRead, value: false)
+        return UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self))
+    }
+}
+
+/// The idle connections of one event loop; touched only on that loop.
+private final class LoopPool: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private var idle: [UpstreamConnection] = []
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func take() -> UpstreamConnection? {
+        eventLoop.preconditionInEventLoop()
+        while let connection = idle.popLast() {
+            if connection.channel.isActive { return connection }
+        }
+        return nil
+    }
+
+    func put(_ connection: UpstreamConnection) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard connection.channel.isActive else { return false }
+        if idle.count >= UpstreamConnector.maxIdlePerLoop { idle.removeAll { !$0.channel.isActive } }
+        guard idle.count < UpstreamConnector.maxIdlePerLoop else { return false }
+        idle.append(connection)
+        return true
+    }
+}
+
+/// Receives a call's answer from the provider.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamHead(_ head: HTTPResponseHead)
+    func upstreamBody(_ buffer: ByteBuffer)
+    func upstreamEnd(keepAlive: Bool)
+    /// The connection closed or failed before the answer's end, or went idle past `idle_timeout_seconds`.
+    func upstreamFailed(_ reason: String)
+}
+
+/// The last handler on an upstream connection: passes the answer to the call that owns the
+/// connection, and closes the connection when it idles in the pool.
+final class UpstreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    var delegate: (any UpstreamDelegate)?
+    private var keepAlive = true
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // 1xx answers (100 Continue) are not the answer.
+            if head.status.code < 200 { return }
+            keepAlive = head.isKeepAlive
+            delegate?.upstreamHead(head)
+        case .body(let buffer):
+            delegate?.upstreamBody(buffer)
+        case .end:
+            let owner = delegate
+            delegate = nil
+            owner?.upstreamEnd(keepAlive: keepAlive)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail("the provider closed the connection")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(Self.describe(error))
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if delegate == nil {
+                context.close(promise: nil)
+            } else {
+                fail("no data from the provider for the idle timeout")
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func fail(_ reason: String) {
+        let owner = delegate
+        delegate = nil
+        owner?.upstreamFailed(reason)
+    }
+
+    /// A short, secret-free description of a connection error (never a URL's credentials or headers).
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as IOError: return "I/O error: \(error.description)"
+        case let error as NIOSSLError: return "TLS: \(error)"
+        case let error as BoringSSLError: return "TLS: \(error)"
+        case let error as ChannelError: return "\(error)"
+        default: return String(describing: type(of: error))
+        }
+    }
+}
+
+/// Opens a `CONNECT` tunnel through the corporate proxy, then steps aside for TLS and HTTP.
+final class ConnectTunnelHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let target: String
+    private var promise: EventLoopPromise<Void>?
+    private var received = ByteBuffer()
+
+    init(target: String) { self.target = target }
+
+    /// Succeeds once the proxy answered 200 to `CONNECT`.
+    private(set) var established: EventLoopFuture<Void>!
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        self.promise = promise
+        established = promise.futureResult
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let request = "CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        received.writeBuffer(&buffer)
+        let text = String(buffer: received)
+        guard let end = text.range(of: "\r\n\r\n") else {
+            if received.readableBytes > 16 * 1024 { finish(Refused(description: "the proxy's CONNECT answer is too long")) }
+            return
+        }
+        let statusLine = text[..<end.lowerBound].split(separator: "\r\n").first ?? ""
+        let parts = statusLine.split(separator: " ")
+        if parts.count >= 2, parts[1] == "200" {
+            finish(nil)
+        } else {
+            finish(Refused(description: "the proxy refused CONNECT \(target): \(statusLine)"))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(Refused(description: "the proxy closed the connection before CONNECT \(target) was answered"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish(error)
+        context.close(promise: nil)
+    }
+
+    private func finish(_ error: (any Error)?) {
+        guard let promise else { return }
+        self.promise = nil
+        if let error { promise.fail(error) } else { promise.succeed(()) }
+    }
+}
