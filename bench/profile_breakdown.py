@@ -2,7 +2,7 @@
 """Where the gateway's CPU goes, by part: reads `perf script` output (demangled) of a
 `perf record -g` of `auditgate serve` (bench/gateway.sh PROFILE=DIR) and attributes each sample to
 the part that owns the innermost frame of its stack that any part claims; samples no part claims go
-to "NIO event loop, sockets, Swift runtime" when an event-loop frame is on the stack, else "other".
+to the NIO part when an event-loop frame is on the stack, else "other".
 
     perf script -i DIR/perf.data -F comm,tid,ip,sym | swift demangle --simplified > DIR/script.txt
     python3 bench/profile_breakdown.py DIR/script.txt
@@ -22,14 +22,15 @@ PARTS = [
     ("bodies: redaction and recording", r"BodyRecorder|Redactor|StreamingRedactor"),
     ("metering: request facts, response tap, usage", r"ResponseTap|UsageMeter|RequestFacts|SSEFramer|JSONScanner"),
     ("metrics (Prometheus registry)", r"GatewayMetrics|Prometheus"),
-    ("identity and header policy", r"ProxyHandler\.identify|HeaderPolicy|makeUpstreamRequest"),
-    ("AsyncHTTPClient (upstream request)",
-     r"HTTPClient|Transaction\.|HTTP1Connection|HTTPConnectionPool|HTTP1ClientChannelHandler|HTTPRequestEncoder|"
-     r"HTTPResponseDecoder|DeconstructedURL|TracingSupport|RequestBag"),
-    ("Hummingbird (server side, response body writer, logging)",
-     r"Hummingbird|HTTPChannelHandler|HTTPServer|RouterResponder|RouterTrie|HTTP1ToHTTPServerCodec|"
-     r"HTTPResponseEncoder|ApplicationProtocol|NIOAsyncChannel|Logger\.subscript|LogHandler|ResponseBody"),
-    ("ProxyHandler (the rest of the gateway's own per-call code)", r"ProxyHandler"),
+    ("identity and header policy", r"Gateway\.identify|HeaderPolicy|UpstreamConnector\.requestHead"),
+    ("NIO HTTP/1 codec (parsing and encoding, both sides)",
+     r"HTTPDecoder|llhttp|BetterHTTPParser|HTTPResponseEncoder|HTTPRequestEncoder|HTTPServerPipelineHandler|"
+     r"HTTPServerProtocolErrorHandler|HTTPHeaders"),
+    ("NIO channels, sockets (with the kernel's socket work), event loop",
+     r"BaseSocketChannel|BaseStreamSocketChannel|PendingWrites|SelectableEventLoop|Selector\.|ChannelPipeline|"
+     r"ChannelHandlerContext|IdleStateHandler|HeadChannelHandler|ClientBootstrap|ServerBootstrap"),
+    ("gateway per-call code (Gateway, ProxyCall, connection handlers)",
+     r"Gateway\.|ProxyCall|GatewayConnectionHandler|UpstreamHandler|UpstreamConnector|LoopPool"),
 ]
 EVENT_LOOP = re.compile(
     r"SelectableEventLoop|BaseSocketChannel|BaseStreamSocketChannel|Selector|ChannelPipeline|"
@@ -66,7 +67,7 @@ def main() -> int:
             if part:
                 break
         if part is None:
-            part = ("NIO event loop, sockets, Swift runtime" if any(EVENT_LOOP.search(f) for f in frames)
+            part = ("NIO channels, sockets (with the kernel's socket work), event loop" if any(EVENT_LOOP.search(f) for f in frames)
                     else "other (kernel, allocator, threads outside the event loops)")
         counts[part] += 1
         total += 1

@@ -214,7 +214,10 @@ final class ProxyCall: UpstreamDelegate {
         headers.add(name: "x-auditgate-request-id", value: requestID)
         if !keepAlive { headers.add(name: "connection", value: "close") }
         if !clientGone {
-            context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: clientVersion, status: head.status, headers: headers))), promise: nil)
+            // A stream's head goes out at once (SDKs wait for it); a plain answer's head goes out with
+            // its body in one write once the record is durable.
+            context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: clientVersion, status: head.status, headers: headers))), promise: nil)
+            if isStream { context.flush() }
         }
         readMore()
     }
@@ -268,9 +271,12 @@ final class ProxyCall: UpstreamDelegate {
         }
     }
 
+    /// Stream events are flushed one by one; a plain answer's chunks are flushed together with its end,
+    /// or earlier once more is buffered than the connection's high-water mark.
     private func send(_ buffer: ByteBuffer) {
         guard !clientGone, buffer.readableBytes > 0 else { return }
-        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+        if isStream || !context.channel.isWritable { context.flush() }
     }
 
     /// Asks the provider's connection for more only while the client keeps up (or is gone: the rest is

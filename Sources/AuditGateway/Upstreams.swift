@@ -34,6 +34,11 @@ public struct Upstreams: Sendable {
     }
 }
 
+/// An upstream that cannot be set up as configured (said at start, before any call).
+public struct UpstreamSetupError: Error, CustomStringConvertible {
+    public var description: String
+}
+
 /// An open HTTP/1.1 connection to a provider, and the handler that hands its answer to a call.
 final class UpstreamConnection {
     let channel: any Channel
@@ -58,6 +63,9 @@ public final class UpstreamConnector: Sendable {
     let authority: String
     let proxy: (host: String, port: Int)?
     let sslContext: NIOSSLContext?
+    /// The TLS server name (SNI, and what the certificate must name); nil for an IP address, whose
+    /// certificate is then checked against the connected address.
+    let serverName: String?
     let idleTimeout: TimeAmount
     private let pools: [ObjectIdentifier: LoopPool]
 
@@ -67,8 +75,17 @@ public final class UpstreamConnector: Sendable {
     public init(
         baseURL: URL, proxy: (host: String, port: Int)?, caFile: String?, idleTimeout: TimeAmount, group: any EventLoopGroup
     ) throws {
-        guard let host = baseURL.host, !host.isEmpty else { throw GatewayError.badGateway("no host in \(baseURL)") }
+        guard let host = baseURL.host, !host.isEmpty else { throw UpstreamSetupError(description: "no host in \(baseURL)") }
         isTLS = baseURL.scheme?.lowercased() == "https"
+        let hostIsAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+        // Without a name, TLS checks the certificate against the peer's address, which through a
+        // tunnel is the proxy's: the check would test the wrong thing, so the setup is refused.
+        if isTLS, hostIsAddress, proxy != nil {
+            throw UpstreamSetupError(
+                description: "\(baseURL): an https upstream given as an IP address cannot be reached through the egress proxy "
+                    + "(its certificate could not be checked against that address); use the provider's host name, or NO_PROXY")
+        }
+        serverName = hostIsAddress ? nil : host
         self.host = host
         port = baseURL.port ?? (isTLS ? 443 : 80)
         var path = baseURL.path
@@ -165,8 +182,7 @@ public final class UpstreamConnector: Sendable {
     private func addProtocolHandlers(to channel: any Channel) throws {
         let pipeline = channel.pipeline.syncOperations
         if let sslContext {
-            let sni = host.first?.isNumber == true || host.contains(":") ? nil : host
-            try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: sni))
+            try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
         }
         try pipeline.addHTTPClientHandlers()
         try pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout))
@@ -271,11 +287,21 @@ final class UpstreamHandler: ChannelInboundHandler {
     static func describe(_ error: any Error) -> String {
         switch error {
         case let error as IOError: return "I/O error: \(error.description)"
+        case NIOSSLError.handshakeFailed(let reason): return "TLS handshake failed: \(tlsReason(reason))"
         case let error as NIOSSLError: return "TLS: \(error)"
-        case let error as BoringSSLError: return "TLS: \(error)"
+        case let error as BoringSSLError: return "TLS: \(tlsReason(error))"
+        case let error as NIOSSLExtraError: return "TLS: \(error.description)"
         case let error as ChannelError: return "\(error)"
         default: return String(describing: type(of: error))
         }
+    }
+
+    /// BoringSSL's reason codes (`CERTIFICATE_VERIFY_FAILED`), without the source paths its
+    /// descriptions carry.
+    static func tlsReason(_ error: BoringSSLError) -> String {
+        let codes = "\(error)".split(whereSeparator: { !($0.isUppercase || $0.isNumber || $0 == "_") })
+            .filter { $0.count >= 6 && $0.contains("_") }
+        return codes.isEmpty ? "certificate or protocol error" : Array(Set(codes.map(String.init))).sorted().joined(separator: ", ")
     }
 }
 

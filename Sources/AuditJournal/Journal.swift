@@ -39,6 +39,9 @@ public struct JournalConfiguration: Sendable {
     /// round trips and 8 file-system calls per call (docs/benchmarks.md). Records are durable in the
     /// spool meanwhile; only their arrival in the store waits.
     public var shipLinger: Duration
+    /// In `async` mode, how long queued records wait for more before the writer syncs them: the window
+    /// a crash can lose grows by this much, and the writer syncs at most about 1/interval times a second.
+    public var asyncSyncInterval: Duration
 
     /// Segments are at most a sixteenth of the cap (and at least 64 KiB): the newest segment is never
     /// deleted, so once the store has caught up the spool keeps at most that much, well under the cap,
@@ -48,7 +51,7 @@ public struct JournalConfiguration: Sendable {
     public init(
         chainID: String, spoolDirectory: String, durability: Durability = .spool, spoolMaxBytes: Int = 1 << 30,
         segmentBytes: Int = 16 << 20, databaseURL: String?, shipBatchRecords: Int = 2000, maxBackoff: Duration = .seconds(5),
-        shipLinger: Duration = .milliseconds(20), shipBatchBytes: Int = 8 << 20
+        shipLinger: Duration = .milliseconds(20), shipBatchBytes: Int = 8 << 20, asyncSyncInterval: Duration = .milliseconds(2)
     ) {
         self.chainID = chainID
         self.spoolDirectory = spoolDirectory
@@ -60,6 +63,7 @@ public struct JournalConfiguration: Sendable {
         self.maxBackoff = maxBackoff
         self.shipLinger = shipLinger
         self.shipBatchBytes = shipBatchBytes
+        self.asyncSyncInterval = asyncSyncInterval
     }
 }
 
@@ -265,8 +269,13 @@ public final class Journal: @unchecked Sendable {
         prevHash = record.hash
         lastRecordedAt = recordedAt
         let receipt = AppendReceipt(seq: record.seq, hash: record.hash, recordedAtMicros: recordedAt)
-        if let waiter { waiters.append { waiter($0.map { receipt }) } }
-        lock.signal()
+        if let waiter {
+            waiters.append { waiter($0.map { receipt }) }
+            lock.signal()
+        } else if before == 0 || pending.count >= Self.asyncEagerBytes {
+            // The first `async` record of a batch starts the writer's interval; later ones ride along.
+            lock.signal()
+        }
         return receipt
     }
 

@@ -14,7 +14,7 @@ extension Journal {
     func writerLoop() {
         while true {
             lock.lock()
-            while pending.isEmpty && state == .running { lock.wait() }
+            waitForWork()
             if pending.isEmpty {
                 writerDone = true
                 lock.unlock()
@@ -54,6 +54,28 @@ extension Journal {
             }
         }
     }
+
+    /// Returns (holding `lock`) once there is a batch to write, or the journal stops. A waiting caller
+    /// (`spool` mode) or a large batch starts the write at once; `async` records wait up to
+    /// `asyncSyncInterval`, so a busy gateway syncs a few hundred times a second instead of once per
+    /// call and its event loops do not wake this thread per record.
+    private func waitForWork() {
+        var deadline: Date?
+        while state == .running {
+            if !waiters.isEmpty || pending.count >= Self.asyncEagerBytes { return }
+            if pending.isEmpty {
+                deadline = nil
+                lock.wait()
+            } else {
+                let until = deadline ?? Date(timeIntervalSinceNow: configuration.asyncSyncInterval.seconds)
+                deadline = until
+                if !lock.wait(until: until) { return }
+            }
+        }
+    }
+
+    /// Queued `async` records past this size are written without waiting for the interval.
+    static let asyncEagerBytes = 256 * 1024
 
     /// Writes a batch to the active segment (beginning a new one when it is full) and syncs it.
     private func writeBatch(_ batch: [UInt8], firstSeq: Int64, enteringHash: [UInt8]) throws {

@@ -194,19 +194,21 @@ public struct PGCopyWriter {
     }
 
     private mutating func appendEscaped(_ field: String) {
-        let utf8 = field.utf8
-        // Most fields (ids, hashes in hex, numbers, timestamps) need no escaping: copied in one go.
-        if !utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 0x09 || $0 == 0x0a || $0 == 0x0d }) {
-            buffer.append(contentsOf: utf8)
-            return
-        }
-        for byte in utf8 {
-            switch byte {
-            case UInt8(ascii: "\\"): buffer.append(contentsOf: [0x5c, 0x5c])
-            case 0x09: buffer.append(contentsOf: [0x5c, UInt8(ascii: "t")])
-            case 0x0a: buffer.append(contentsOf: [0x5c, UInt8(ascii: "n")])
-            case 0x0d: buffer.append(contentsOf: [0x5c, UInt8(ascii: "r")])
-            default: buffer.append(byte)
+        var field = field
+        field.withUTF8 { bytes in
+            // Most fields (ids, hashes in hex, numbers, timestamps) need no escaping: copied in one go.
+            if !bytes.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 0x09 || $0 == 0x0a || $0 == 0x0d }) {
+                buffer.append(contentsOf: bytes)
+                return
+            }
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "\\"): buffer.append(contentsOf: [0x5c, 0x5c])
+                case 0x09: buffer.append(contentsOf: [0x5c, UInt8(ascii: "t")])
+                case 0x0a: buffer.append(contentsOf: [0x5c, UInt8(ascii: "n")])
+                case 0x0d: buffer.append(contentsOf: [0x5c, UInt8(ascii: "r")])
+                default: buffer.append(byte)
+                }
             }
         }
     }

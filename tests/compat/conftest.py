@@ -550,7 +550,7 @@ def openai_client(stack):
 def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: Path, auth_mode: str = "strict",
                        host: str = "127.0.0.1", anthropic_base_url: str | None = None,
                        openai_base_url: str | None = None, first_byte_timeout_seconds: int | None = None,
-                       egress_proxy: str | None = None) -> str:
+                       egress_proxy: str | None = None, egress_ca_file: str | Path | None = None) -> str:
     """The session stack's configuration (same database, keys, stand-in) with some keys changed."""
     su_url, _ = _require_env()
     text = config_yaml(
@@ -581,8 +581,13 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
     text = text.replace(std, a_line, 1)
     idx = text.index(a_line) + len(a_line)
     text = text[:idx] + text[idx:].replace(std, o_line, 1)
+    egress = []
     if egress_proxy is not None:
-        text = text.replace("\nauth:\n", f"\negress:\n  proxy: {q(egress_proxy)}\nauth:\n", 1)
+        egress.append(f"  proxy: {q(egress_proxy)}")
+    if egress_ca_file is not None:
+        egress.append(f"  ca_file: {q(str(egress_ca_file))}")
+    if egress:
+        text = text.replace("\nauth:\n", "\negress:\n" + "\n".join(egress) + "\nauth:\n", 1)
     return text
 
 
@@ -609,3 +614,67 @@ def make_gateway(stack):
     yield make
     for gw in started:
         gw.stop(15)
+
+
+# ------------------------------------------------------------------------------------------------
+# a TLS upstream: a throwaway CA and a TLS terminator in front of the stand-in (egress TLS tests;
+# the forward proxy `fproxy` is in test_gateway_behaviour.py)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+def make_test_pki(d: Path) -> dict:
+    """In `d`: a throwaway CA (ca.pem, ca.key) and a certificate for localhost / 127.0.0.1 signed by it
+    (server.pem, server.key). Returns their paths: ca, ca_key, server, server_key."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl CLI to make test certificates")
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
+             "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=AuditGate compat throwaway CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    pki = {"ca": d / "ca.pem", "ca_key": d / "ca.key"}
+    pki["server"], pki["server_key"] = sign_server_cert(pki, "server", "localhost", "DNS:localhost,IP:127.0.0.1")
+    return pki
+
+
+def sign_server_cert(pki: dict, name: str, common_name: str, san: str) -> tuple[Path, Path]:
+    """(NAME.pem, NAME.key) next to the CA of `pki`: a server certificate with subjectAltName `san`."""
+    d = pki["ca"].parent
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}", cwd=d)
+    (d / f"{name}.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        f"subjectAltName={san}\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-sha256", "-days", "2", "-out", f"{name}.pem", "-extfile", f"{name}.ext", cwd=d)
+    return d / f"{name}.pem", d / f"{name}.key"
+
+
+@pytest.fixture(scope="session")
+def throwaway_pki(workdir):
+    return make_test_pki(workdir / f"pki-{secrets.token_hex(3)}")
+
+
+@pytest.fixture
+def tls_front(stack, throwaway_pki):
+    """(front, ca_path): a TLS terminator on https://localhost:{front.port} (certificate for localhost and
+    127.0.0.1, signed by the throwaway CA at ca_path) relaying to the session stand-in."""
+    front = start_tls_front(stack, throwaway_pki["server"], throwaway_pki["server_key"])
+    yield front, throwaway_pki["ca"]
+    front.stop()
+
+
+def start_tls_front(stack: "Stack", cert: Path, key: Path):
+    """A started TLSFront (tests/compat/tls_front.py) with `cert`/`key`, relaying to the session stand-in."""
+    from tls_front import TLSFront
+
+    parts = urllib.parse.urlsplit(stack.standin_url)
+    return TLSFront((parts.hostname, parts.port), cert, key).start()

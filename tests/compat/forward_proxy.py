@@ -34,8 +34,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_CONNECT(self):
         host, _, port = self.path.rpartition(":")
         self._record("connect", self.path)
+        host = host.strip("[]")
+        host = self.server.resolve.get(host.lower(), host)
         try:
-            upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+            upstream = socket.create_connection((host, int(port)), timeout=30)
         except OSError as e:
             self.send_error(502, f"cannot reach {self.path}: {e}")
             return
@@ -104,9 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ForwardProxy:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, resolve: dict | None = None):
+        """`resolve`: host name -> address for CONNECT targets (names no resolver knows)."""
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
+        self.server.resolve = {k.lower(): v for k, v in (resolve or {}).items()}
         self.server.served = []
         self.server.lock = threading.Lock()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -117,7 +121,7 @@ class ForwardProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.server.server_address[0]}:{self.port}"
 
     @property
     def served(self) -> list:

@@ -1,7 +1,7 @@
 """Gateway behaviour a user notices: provider prefixes, credential forms, auth modes, malformed bodies,
 upstream failures and timeouts, mid-stream failures, end_user/client_ip, chunk-split streams, response
-headers, operations endpoints and log hygiene, and the egress proxy. Each proxied call's
-`audit.exchanges` row is checked too.
+headers, operations endpoints and log hygiene, the egress proxy, and TLS upstreams (egress.ca_file,
+certificate verification, CONNECT tunnels). Each proxied call's `audit.exchanges` row is checked too.
 
 Stand-in formulas: input tokens = words of the request text + 3; the default answer is
 "Hello 안녕하세요 🙂 from the" (5 output tokens).
@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from conftest import (ANTHROPIC_PROVIDER_KEY, OPENAI_PROVIDER_KEY, REPO_ROOT, custom_config_yaml, free_port,
-                      gateway_env, http, proxy_free_env)
+                      gateway_env, http, proxy_free_env, sign_server_cert, start_tls_front)
 from forward_proxy import ForwardProxy
 from test_sdk_compat import (ANTHROPIC_MODEL, CHAT_MODEL, DEFAULT_ANSWER, GATEWAY_ID_HEADER, NULL_OR_FALSE,
                              alice, bob, check_row, key_id, words)
@@ -548,6 +548,150 @@ def test_egress_env_http_proxy(stack, make_gateway, fproxy, exchange):
     assert any(target in s[1] for s in fproxy.served), \
         f"HTTP_PROXY without NO_PROXY should be used; proxy served {fproxy.served}"
     check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), outcome="ok")
+
+
+# ------------------------------------------------------------------------------------------------
+# 13. TLS upstreams: egress.ca_file, certificate verification, CONNECT tunnels (tls_front in conftest)
+
+
+def _tls_url(front, host: str = "localhost") -> str:
+    return f"https://{host}:{front.port}"
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_tls_upstream_with_ca_file(stack, make_gateway, tls_front, exchange, host):
+    front, ca = tls_front
+    gw = remember(make_gateway("tls", anthropic_base_url=_tls_url(front, host), egress_ca_file=ca))
+    # two calls: the second may reuse the pooled TLS connection
+    for _ in range(2):
+        t = tag()
+        r = _proxied_call(stack, gw, t)
+        rec = stack.standin.find(t)[0]
+        assert rec["header_map"].get("x-api-key") == ANTHROPIC_PROVIDER_KEY
+        assert rec["header_map"].get("host") == f"{host}:{front.port}", rec["header_map"].get("host")
+        check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), api="anthropic.messages",
+                  provider="anthropic", outcome="ok", status_code=200)
+    assert front.handshakes >= 1 and not front.handshake_errors, (front.handshakes, front.handshake_errors)
+    # SNI carries host names, never IP addresses (RFC 6066)
+    want_sni = None if host[0].isdigit() else host
+    assert set(front.server_names) == {want_sni}, f"SNI sent: {front.server_names}, expected {want_sni!r}"
+
+
+def test_tls_upstream_through_connect_tunnel(stack, make_gateway, tls_front, fproxy, exchange):
+    front, ca = tls_front
+    gw = remember(make_gateway("tls-connect", anthropic_base_url=_tls_url(front), egress_ca_file=ca,
+                               egress_proxy=fproxy.url))
+    t = tag()
+    r = _proxied_call(stack, gw, t)
+    served = fproxy.served
+    assert ("connect", f"localhost:{front.port}") in served, \
+        f"the https upstream was not reached through a CONNECT tunnel; proxy served {served}"
+    assert all(kind == "connect" for kind, _ in served), f"plaintext requests went to the proxy: {served}"
+    assert front.handshakes >= 1 and not front.handshake_errors, (front.handshakes, front.handshake_errors)
+    rec = stack.standin.find(t)[0]
+    assert rec["header_map"].get("x-api-key") == ANTHROPIC_PROVIDER_KEY
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), outcome="ok", status_code=200)
+
+
+def test_tls_upstream_wrong_name_is_refused(stack, make_gateway, throwaway_pki, exchange):
+    """A certificate from the trusted CA, but for another name: hostname verification refuses it."""
+    cert, key = sign_server_cert(throwaway_pki, "other-name", "other.example", "DNS:other.example")
+    front = start_tls_front(stack, cert, key)
+    try:
+        gw = remember(make_gateway("tls-name", anthropic_base_url=_tls_url(front),
+                                   egress_ca_file=throwaway_pki["ca"]))
+        t = tag()
+        r = http("POST", gw.url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key}, anthropic_body(t))
+        assert r.status == 502 and is_anthropic_error(r.json()), (r.status, r.body[:300], gw.log(40))
+        assert stack.standin.find(t) == [], "a certificate for other.example was accepted for localhost"
+        assert front.accepted >= 1, "the gateway never connected to the TLS upstream (the 502 has another cause)"
+        check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), status_code=502,
+                  outcome="upstream_error")
+    finally:
+        front.stop()
+
+
+def test_tls_upstream_unknown_ca_is_refused(stack, make_gateway, tls_front, exchange):
+    front, _ = tls_front
+    gw = remember(make_gateway("tls-noca", anthropic_base_url=_tls_url(front)))
+    t = tag()
+    r = http("POST", gw.url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key}, anthropic_body(t))
+    assert r.status == 502, (r.status, r.body[:300], gw.log(40))
+    body = r.json()
+    assert is_anthropic_error(body) and body["error"]["type"] == "api_error", body
+    message = body["error"]["message"]
+    assert "CERTIFICATE_VERIFY_FAILED" in message, f"the 502 does not say the certificate was refused: {message}"
+    assert "/" not in message.split("(", 1)[-1], f"the 502 carries a source path: {message}"
+    assert stack.standin.find(t) == [], "a certificate from an unknown CA was accepted: the request reached the provider"
+    assert front.accepted >= 1, "the gateway never connected to the TLS upstream (the 502 has another cause)"
+    assert front.handshakes == 0, f"{front.handshakes} TLS handshakes completed with an untrusted certificate"
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), status_code=502,
+              outcome="upstream_error")
+
+
+def test_tls_upstream_stream(stack, make_gateway, tls_front, exchange):
+    front, ca = tls_front
+    gw = remember(make_gateway("tls-stream", anthropic_base_url=_tls_url(front), egress_ca_file=ca))
+    client = ac(stack, base_url=gw.url)
+    p = prompt(tag())
+    with client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64, messages=[{"role": "user", "content": p}],
+                                extra_headers={"x-standin-events": "30", "x-standin-event-interval": "0.02"}) as s:
+        rid = s.response.headers.get(GATEWAY_ID_HEADER)
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert len(text.split()) == 30, text
+    assert final.usage.output_tokens == 30
+    check_row(exchange(rid), **alice(stack), stream=True, status_code=200, outcome="ok",
+              input_tokens=words(p) + 3, output_tokens=30)
+    # and a plain default stream right after, on the same gateway (pooled TLS connection)
+    with client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64,
+                                messages=[{"role": "user", "content": prompt(tag())}]) as s:
+        rid = s.response.headers.get(GATEWAY_ID_HEADER)
+        assert "".join(s.text_stream) == DEFAULT_ANSWER
+    check_row(exchange(rid), **alice(stack), stream=True, status_code=200, outcome="ok", output_tokens=5)
+
+
+def test_tls_ip_upstream_through_proxy_is_refused_at_start(stack, tls_front):
+    """An https upstream given as an IP address behind egress.proxy: without a server name TLS would
+    check the certificate against the connected address, which through a tunnel is the proxy's. The
+    gateway refuses to start and says why, instead of checking the wrong address."""
+    front, ca = tls_front
+    d = stack.workdir / f"gw-tls-ip-proxy-{uuid.uuid4().hex[:6]}"
+    d.mkdir()
+    (d / "spool").mkdir()
+    cfg = d / "auditgate.yaml"
+    cfg.write_text(custom_config_yaml(stack, port=free_port(), chain_id="tls-ip-proxy", spool_dir=d / "spool",
+                                      anthropic_base_url=_tls_url(front, "127.0.0.1"), egress_ca_file=ca,
+                                      egress_proxy="http://127.0.0.1:9"))
+    proc = subprocess.Popen([str(stack.bin_dir / "auditgate"), "serve", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=REPO_ROOT, env=gateway_env())
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=10)
+        pytest.fail(f"auditgate serve started with an IP https upstream behind a proxy:\n{out.decode(errors='replace')}")
+    text = out.decode(errors="replace")
+    assert proc.returncode != 0, text
+    assert "IP address" in text and "proxy" in text, text
+
+
+def test_tls_upstream_host_name_starting_with_digit(stack, make_gateway, throwaway_pki, exchange):
+    cert, key = sign_server_cert(throwaway_pki, "digit-name", "1host.test", "DNS:1host.test")
+    front = start_tls_front(stack, cert, key)
+    # the name resolves nowhere: reach it through the proxy, which maps it to 127.0.0.1
+    proxy = ForwardProxy(resolve={"1host.test": "127.0.0.1"}).start()
+    try:
+        gw = remember(make_gateway("tls-digit", anthropic_base_url=f"https://1host.test:{front.port}",
+                                   egress_ca_file=throwaway_pki["ca"], egress_proxy=proxy.url))
+        t = tag()
+        r = _proxied_call(stack, gw, t)
+        assert front.server_names == ["1host.test"], f"SNI sent: {front.server_names}"
+        check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), outcome="ok", status_code=200)
+    finally:
+        proxy.stop()
+        front.stop()
 
 
 # ------------------------------------------------------------------------------------------------
