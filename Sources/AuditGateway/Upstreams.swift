@@ -136,7 +136,10 @@ public final class UpstreamConnector: Sendable {
         return (false, connect(on: eventLoop))
     }
 
-    /// Back into the pool after a complete keep-alive answer.
+    /// Back into the pool after a complete keep-alive answer. A provider closing it while idle is
+    /// noticed without a pending read (NIO watches every socket for the peer's close), so the pool
+    /// never hands out a connection it knows is closed
+    /// (`test_provider_closing_idle_connections_costs_no_call`).
     func release(_ connection: UpstreamConnection) {
         guard let pool = pools[ObjectIdentifier(connection.channel.eventLoop)], pool.put(connection) else {
             connection.channel.close(promise: nil)
@@ -239,18 +242,22 @@ final class UpstreamHandler: ChannelInboundHandler {
     private var keepAlive = true
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let delegate else {
+            // Bytes on an idle connection answer nothing that was asked: the connection is not reusable.
+            context.close(promise: nil)
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let head):
             // 1xx answers (100 Continue) are not the answer.
             if head.status.code < 200 { return }
             keepAlive = head.isKeepAlive
-            delegate?.upstreamHead(head)
+            delegate.upstreamHead(head)
         case .body(let buffer):
-            delegate?.upstreamBody(buffer)
+            delegate.upstreamBody(buffer)
         case .end:
-            let owner = delegate
-            delegate = nil
-            owner?.upstreamEnd(keepAlive: keepAlive)
+            self.delegate = nil
+            delegate.upstreamEnd(keepAlive: keepAlive)
         }
     }
 

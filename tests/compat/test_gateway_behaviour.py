@@ -287,6 +287,65 @@ def test_upstream_unreachable_502(stack, make_gateway, exchange):
               outcome="upstream_error")
 
 
+class _IdleClosingProvider:
+    """A provider that closes a keep-alive connection after 0.3 s idle, without a word (as load balancers
+    in front of the real APIs do), and counts the connections it accepted."""
+
+    ANSWER = json.dumps({"id": "msg_idle", "type": "message", "role": "assistant", "model": "m",
+                         "content": [{"type": "text", "text": "fine"}], "stop_reason": "end_turn",
+                         "usage": {"input_tokens": 3, "output_tokens": 1}}).encode()
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        owner = self
+        self.connections = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 0.3
+
+            def setup(self):
+                owner.connections += 1
+                super().setup()
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(owner.ANSWER)))
+                self.end_headers()
+                self.wfile.write(owner.ANSWER)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        import threading
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_provider_closing_idle_connections_costs_no_call(stack, make_gateway, exchange):
+    """A pooled connection the provider closed while it sat idle is dropped from the pool, not used for
+    the next call (which, being a POST, would not be retried and would fail with 502)."""
+    provider = _IdleClosingProvider()
+    try:
+        gw = remember(make_gateway("idle-close", anthropic_base_url=provider.url))
+        for round in range(3):
+            r = http("POST", gw.url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key}, anthropic_body(tag()))
+            assert r.status == 200, (round, r.status, r.body[:300], gw.log(30))
+            check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), status_code=200, outcome="ok")
+            time.sleep(1.0)  # the provider closes the idle connection meanwhile
+        assert provider.connections == 3, f"{provider.connections} connections for 3 calls: the closed ones were not dropped"
+    finally:
+        provider.stop()
+
+
 @pytest.fixture
 def slow_gw(make_gateway):
     return remember(make_gateway("fbt", first_byte_timeout_seconds=1))
