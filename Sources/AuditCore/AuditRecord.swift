@@ -83,11 +83,20 @@ public struct AuditRecord: Sendable, Equatable {
     public static func seal(
         _ draft: RecordDraft, chainID: String, seq: Int64, recordedAtMicros: Int64, prevHash: [UInt8]
     ) -> AuditRecord {
+        sealKeepingCanonical(draft, chainID: chainID, seq: seq, recordedAtMicros: recordedAtMicros, prevHash: prevHash).record
+    }
+
+    /// `seal`, also returning the canonical encoding it hashed (the spool frame carries the same bytes,
+    /// so the journal need not encode the record twice).
+    public static func sealKeepingCanonical(
+        _ draft: RecordDraft, chainID: String, seq: Int64, recordedAtMicros: Int64, prevHash: [UInt8]
+    ) -> (record: AuditRecord, canonical: [UInt8]) {
         var fields = draft
         if fields.bodySHA256 == nil, let body = fields.body { fields.bodySHA256 = SHA256.hash(body) }
         var record = AuditRecord(
             chainID: chainID, seq: seq, recordedAtMicros: recordedAtMicros, fields: fields, prevHash: prevHash, hash: [])
-        record.hash = CanonicalEncoding.chainHash(prevHash: prevHash, canonical: CanonicalEncoding.encode(record))
-        return record
+        let canonical = CanonicalEncoding.encode(record)
+        record.hash = CanonicalEncoding.chainHash(prevHash: prevHash, canonical: canonical)
+        return (record, canonical)
     }
 }

@@ -7,7 +7,30 @@ public enum Timestamp {
         let (year, month, day) = civil(fromDays: days)
         let seconds = microsOfDay / 1_000_000
         let fraction = microsOfDay % 1_000_000
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2)).\(pad(fraction, 6))+00"
+        // Digits written into one buffer: string interpolation of padded parts made this a tenth of the
+        // shipper's CPU (it formats every record's time for COPY).
+        guard (0...9999).contains(year) else {
+            return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2)).\(pad(fraction, 6))+00"
+        }
+        return String(unsafeUninitializedCapacity: 29) { out in
+            var index = 0
+            func put(_ value: Int64, _ width: Int) {
+                var value = value
+                for position in stride(from: index + width - 1, through: index, by: -1) {
+                    out[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                index += width
+            }
+            func put(_ byte: Character) {
+                out[index] = byte.asciiValue!
+                index += 1
+            }
+            put(year, 4); put("-"); put(month, 2); put("-"); put(day, 2); put(" ")
+            put(seconds / 3600, 2); put(":"); put(seconds / 60 % 60, 2); put(":"); put(seconds % 60, 2); put(".")
+            put(fraction, 6); put("+"); put(0, 2)
+            return index
+        }
     }
 
     /// RFC 3339 in UTC with microseconds, `2026-11-22T01:02:03.000004Z`.

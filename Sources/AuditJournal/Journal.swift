@@ -256,14 +256,14 @@ public final class Journal: @unchecked Sendable {
         }
         // Time never goes backwards along the chain, so ordering by time agrees with ordering by seq.
         let recordedAt = max(now, lastRecordedAt)
-        let record = AuditRecord.seal(
+        let (record, canonical) = AuditRecord.sealKeepingCanonical(
             draft, chainID: configuration.chainID, seq: nextSeq, recordedAtMicros: recordedAt, prevHash: prevHash)
         if pending.isEmpty {
             pendingFirstSeq = record.seq
             pendingPrevHash = record.prevHash
         }
         let before = pending.count
-        SpoolFormat.encodeFrame(record, into: &pending)
+        SpoolFormat.encodeFrame(record, canonical: canonical, into: &pending)
         spoolBytes += pending.count - before
         nextSeq += 1
         prevHash = record.hash

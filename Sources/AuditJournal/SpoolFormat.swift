@@ -51,9 +51,9 @@ enum SpoolFormat {
         return (SegmentHeader(chainID: chainID, firstSeq: firstSeq, prevHash: prevHash), end + 4)
     }
 
-    static func encodeFrame(_ record: AuditRecord, into out: inout [UInt8]) {
+    static func encodeFrame(_ record: AuditRecord, canonical known: [UInt8]? = nil, into out: inout [UInt8]) {
         var payload = [UInt8]()
-        let canonical = CanonicalEncoding.encode(record)
+        let canonical = known ?? CanonicalEncoding.encode(record)
         payload.reserveCapacity(80 + canonical.count + (record.fields.body?.utf8.count ?? 0))
         payload.append(payloadVersion)
         payload.append(contentsOf: record.prevHash)
