@@ -66,7 +66,8 @@ struct Serve: AsyncParsableCommand {
             printError("auditgate serve: the upstreams are not usable: \(error)")
             throw ExitCode(1)
         }
-        let gateway = Gateway(settings: settings, journal: journal, upstreams: upstreams, metrics: GatewayMetrics(), logger: logger)
+        let gateway = Gateway(
+            settings: settings, journal: journal, upstreams: upstreams, metrics: GatewayMetrics(), logger: logger, loops: loops)
         let serverLogger = logger
         let server = GatewayServer(
             gateway: gateway, host: configuration.server.host, port: configuration.server.port, group: loops,

@@ -84,13 +84,33 @@ public final class Gateway: Sendable {
     public let metrics: GatewayMetrics
     public let logger: Logger
 
-    public init(settings: GatewaySettings, journal: Journal, upstreams: Upstreams, metrics: GatewayMetrics, logger: Logger) {
+    /// Forwarded calls in flight per event loop (each counter touched only on its loop).
+    private let callsInFlight: [ObjectIdentifier: CallCounter]
+
+    public init(
+        settings: GatewaySettings, journal: Journal, upstreams: Upstreams, metrics: GatewayMetrics, logger: Logger,
+        loops: any EventLoopGroup
+    ) {
         self.settings = settings
         self.journal = journal
         self.upstreams = upstreams
         self.metrics = metrics
         self.logger = logger
+        var counters: [ObjectIdentifier: CallCounter] = [:]
+        for loop in loops.makeIterator() { counters[ObjectIdentifier(loop)] = CallCounter() }
+        callsInFlight = counters
     }
+
+    private final class CallCounter: @unchecked Sendable {
+        var value = 0
+    }
+
+    func callStarted(on loop: any EventLoop) { callsInFlight[ObjectIdentifier(loop)]?.value += 1 }
+    func callEnded(on loop: any EventLoop) { callsInFlight[ObjectIdentifier(loop)]?.value -= 1 }
+
+    /// The loop has no other call in flight: blocking it for a spool sync delays no other call, so
+    /// the call syncs its record itself instead of handing it to the writer thread and back.
+    func mayBlockForSync(_ loop: any EventLoop) -> Bool { (callsInFlight[ObjectIdentifier(loop)]?.value ?? 2) <= 1 }
 
     var configuration: GatewayConfiguration { settings.configuration }
 
@@ -213,12 +233,13 @@ public final class Gateway: Sendable {
 
     /// Appends a call's response record, counts it, and calls `done` on any thread.
     func recordResponse(
-        _ closing: RecordDraft, api: String, team: String? = nil, usage: MeteredUsage? = nil, done: @escaping @Sendable () -> Void
+        _ closing: RecordDraft, api: String, team: String? = nil, usage: MeteredUsage? = nil, syncInline: Bool = false,
+        done: @escaping @Sendable () -> Void
     ) {
         metrics.call(api: api, status: closing.statusCode ?? 0, outcome: closing.outcome?.rawValue ?? "ok")
         if let latency = closing.latencyMs { metrics.latency(api: api, milliseconds: latency, ttfb: closing.ttfbMs) }
         if let usage { metrics.tokens(team: team, model: closing.model, input: usage.inputTokens, output: usage.outputTokens) }
-        journal.append(closing) { [self] result in
+        journal.append(closing, syncInline: syncInline) { [self] result in
             if case .failure(let failure) = result {
                 metrics.storeFailure()
                 logger.error("could not record a response", metadata: ["request_id": "\(closing.requestID)", "reason": "\(failure)"])

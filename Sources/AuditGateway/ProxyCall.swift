@@ -55,6 +55,12 @@ final class ProxyCall: UpstreamDelegate {
         self.finished = finished
     }
 
+    /// The call is over for the connection: counted out of its loop, the connection may go on.
+    private func end() {
+        gateway.callEnded(on: context.eventLoop)
+        finished()
+    }
+
     var requestID: String { plan.draft.requestID }
     var connector: UpstreamConnector { gateway.upstreams.connector(for: plan.route.provider) }
 
@@ -76,8 +82,9 @@ final class ProxyCall: UpstreamDelegate {
 
     func start() {
         let loop = context.eventLoop
+        gateway.callStarted(on: loop)
         let bound = NIOLoopBound(self, eventLoop: loop)
-        gateway.journal.append(plan.draft) { result in
+        gateway.journal.append(plan.draft, syncInline: gateway.mayBlockForSync(loop)) { result in
             let failure: (any Error)? = if case .failure(let error) = result { error } else { nil }
             if loop.inEventLoop {
                 bound.value.requestRecorded(failure)
@@ -165,7 +172,7 @@ final class ProxyCall: UpstreamDelegate {
         closing.outcome = Outcome(rawValue: error.outcome)
         closing.latencyMs = Gateway.milliseconds(since: started)
         closing.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
-        gateway.recordResponse(closing, api: plan.route.api, done: onLoop { call in
+        gateway.recordResponse(closing, api: plan.route.api, syncInline: gateway.mayBlockForSync(context.eventLoop), done: onLoop { call in
             call.state = .done
             call.writeError(error)
         })
@@ -180,7 +187,7 @@ final class ProxyCall: UpstreamDelegate {
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
         }
         writeEnd()
-        finished()
+        end()
     }
 
     /// Ends the answer; without keep-alive, closes the connection once the end is written.
@@ -329,7 +336,9 @@ final class ProxyCall: UpstreamDelegate {
             gateway.settings.bodies.record(tap?.collectedBody ?? [], into: &closing)
         }
         let tailBuffer = tail.isEmpty ? nil : ByteBuffer(bytes: tail)
-        gateway.recordResponse(closing, api: plan.route.api, team: plan.caller.teamID, usage: usage, done: onLoop { call in
+        gateway.recordResponse(
+            closing, api: plan.route.api, team: plan.caller.teamID, usage: usage, syncInline: gateway.mayBlockForSync(context.eventLoop),
+            done: onLoop { call in
             call.answerRecorded(tail: tailBuffer)
         })
     }
@@ -347,6 +356,6 @@ final class ProxyCall: UpstreamDelegate {
         } else {
             writeEnd()
         }
-        finished()
+        end()
     }
 }

@@ -126,6 +126,9 @@ public final class Journal: @unchecked Sendable {
     var storeErrors = 0
     var lastStoreError: String?
     var writerDone = false
+    /// A batch is being written and synced (by the writer thread or an inline caller); the segment's
+    /// file descriptor and length belong to that writer meanwhile.
+    var writing = false
     var shipperDone = false
     var shipperStopDeadline: ContinuousClock.Instant?
 
@@ -227,13 +230,20 @@ public final class Journal: @unchecked Sendable {
     /// `append` for callers that are not async (the gateway's event loops): `completion` runs once the
     /// record is as durable as the mode promises. In `async` mode, and on any refusal, it runs at once
     /// on the caller's thread; in `spool` mode after the sync, on the writer's thread.
-    public func append(_ draft: RecordDraft, completion: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void) {
+    ///
+    /// `syncInline` (spool mode): when no batch is being written, the caller writes and syncs the queue
+    /// itself and `completion` runs on its thread before `append` returns. For callers that would
+    /// otherwise only wait (an event loop with no other call in flight); the sync blocks them.
+    public func append(
+        _ draft: RecordDraft, syncInline: Bool = false, completion: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void
+    ) {
         do {
             switch configuration.durability {
             case .async:
                 completion(.success(try enqueue(draft, waiter: nil)))
             case .spool:
-                try enqueue(draft, waiter: completion)
+                try enqueue(draft, waiter: completion, signalWriter: !syncInline)
+                if syncInline { syncInlineIfIdle() }
             }
         } catch {
             completion(.failure(error))
@@ -242,7 +252,9 @@ public final class Journal: @unchecked Sendable {
 
     /// Seals the record at the next position under the lock and queues its frame for the writer.
     @discardableResult
-    private func enqueue(_ draft: RecordDraft, waiter: (@Sendable (Result<AppendReceipt, any Error>) -> Void)?) throws -> AppendReceipt {
+    private func enqueue(
+        _ draft: RecordDraft, waiter: (@Sendable (Result<AppendReceipt, any Error>) -> Void)?, signalWriter: Bool = true
+    ) throws -> AppendReceipt {
         let now = Self.nowMicros()
         lock.lock()
         defer { lock.unlock() }
@@ -271,7 +283,7 @@ public final class Journal: @unchecked Sendable {
         let receipt = AppendReceipt(seq: record.seq, hash: record.hash, recordedAtMicros: recordedAt)
         if let waiter {
             waiters.append { waiter($0.map { receipt }) }
-            lock.signal()
+            if signalWriter { lock.signal() }
         } else if before == 0 || pending.count >= Self.asyncEagerBytes {
             // The first `async` record of a batch starts the writer's interval; later ones ride along.
             lock.signal()

@@ -104,6 +104,49 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         #expect(state.seqs == Array(1...400) && state.verified, "\(state.output)")
     }
 
+    /// Callers that sync inline (the gateway's event loops when idle) and callers that hand over to the
+    /// writer thread, from many threads at once: each completion comes exactly once and only after its
+    /// record is synced; seqs are gapless, the spool recovers whole after a restart, and the store
+    /// verifies.
+    @Test func inlineAndHandedOverSyncsMixWithoutLosingOrReordering() async throws {
+        let spool = temporaryDirectory()
+        let database = try TestDatabase()
+        let first = journal(spool, store: database.writerURL)
+        try await first.start()
+        let threads = 8, perThread = 150
+        let completions = LockedCounts()
+        let done = DispatchGroup()
+        for thread in 0..<threads {
+            done.enter()
+            Thread.detachNewThread {
+                for index in 0..<perThread {
+                    let inline = (thread + index) % 3 != 0
+                    let finished = DispatchSemaphore(value: 0)
+                    first.append(draft(thread * perThread + index), syncInline: inline) { result in
+                        let durable = first.status.durableSeq
+                        completions.note(result.map { $0.seq }, durableAtCompletion: durable)
+                        finished.signal()
+                    }
+                    finished.wait()
+                }
+                done.leave()
+            }
+        }
+        done.wait()
+        let total = threads * perThread
+        #expect(completions.seqs.sorted() == (1...Int64(total)).map { $0 })
+        #expect(completions.failures == 0)
+        #expect(completions.notYetDurable == 0, "a completion ran before its record was synced")
+        await first.shutdown()
+        let second = journal(spool, store: database.writerURL)
+        try await second.start()
+        #expect(try await second.append(draft(total)).seq == Int64(total) + 1)
+        #expect(await second.waitUntilShipped(timeout: .seconds(30)))
+        await second.shutdown()
+        let state = try storeState(database)
+        #expect(state.seqs == Array(1...Int64(total) + 1) && state.verified, "\(state.output)")
+    }
+
     @Test func aRestartContinuesTheChainFromTheSpool() async throws {
         let spool = temporaryDirectory()
         let database = try TestDatabase()
@@ -299,5 +342,25 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
         #expect(state.distinct == state.seqs.count, "a record was stored twice")
         #expect(state.seqs == Array(1...Int64(state.seqs.count)), "gapless")
         #expect(state.verified, "\(state.output)")
+    }
+}
+
+/// What the completions of `inlineAndHandedOverSyncsMixWithoutLosingOrReordering` saw.
+final class LockedCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var seqs: [Int64] = []
+    private(set) var failures = 0
+    private(set) var notYetDurable = 0
+
+    func note(_ result: Result<Int64, any Error>, durableAtCompletion: Int64) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch result {
+        case .success(let seq):
+            seqs.append(seq)
+            if seq > durableAtCompletion { notYetDurable += 1 }
+        case .failure:
+            failures += 1
+        }
     }
 }
