@@ -44,6 +44,7 @@ public struct GatewayServer: Service {
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: GatewayConnectionHandler.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway))
                 }
             }
@@ -100,6 +101,11 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
 
     init(gateway: Gateway) { self.gateway = gateway }
 
+    /// A client connection that sends nothing for this long while no call of its is in flight (an idle
+    /// keep-alive connection, or a request that stopped arriving) is closed, as nginx's
+    /// `keepalive_timeout` does. A call in flight keeps its connection however long its answer takes.
+    static let idleTimeout = TimeAmount.seconds(75)
+
     func channelActive(context: ChannelHandlerContext) {
         clientIP = context.channel.remoteAddress?.ipAddress
         context.fireChannelActive()
@@ -112,6 +118,10 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             body = nil
             let limit = gateway.configuration.server.maxBodyBytes
             bodyTooLarge = received.headers.first(name: "content-length").flatMap { Int($0) }.map { $0 > limit } ?? false
+            // curl asks before sending a larger body; without an answer it waits a second first.
+            if !bodyTooLarge, received.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: received.version, status: .continue))), promise: nil)
+            }
         case .body(var chunk):
             guard !bodyTooLarge else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > gateway.configuration.server.maxBodyBytes {
@@ -142,6 +152,14 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if call == nil { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func dispatch(_ request: ReceivedRequest, context: ChannelHandlerContext) {

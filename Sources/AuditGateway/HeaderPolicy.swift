@@ -2,11 +2,12 @@
 /// key replaces them), hop-by-hop headers, and what the gateway sets itself.
 public enum HeaderPolicy {
     /// Never forwarded upstream: hop-by-hop (RFC 9110 §7.6.1), the client's credentials, cookies,
-    /// and headers recomputed for the upstream connection.
+    /// headers recomputed for the upstream connection, and `Expect` (the gateway has the whole body
+    /// before it calls the provider).
     static let droppedRequestHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
         "proxy-authorization", "proxy-authenticate", "host", "content-length", "authorization", "x-api-key",
-        "x-goog-api-key", "cookie", "accept-encoding",
+        "x-goog-api-key", "cookie", "accept-encoding", "expect",
     ]
 
     /// Not returned to the client: hop-by-hop and framing, which the gateway's server sets itself.

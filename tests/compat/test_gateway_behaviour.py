@@ -287,6 +287,35 @@ def test_upstream_unreachable_502(stack, make_gateway, exchange):
               outcome="upstream_error")
 
 
+def test_expect_100_continue_is_answered(stack, exchange):
+    """curl sends `Expect: 100-continue` before a larger body and waits (1 s) for the go-ahead: the
+    gateway gives it at once, reads the body, and does not pass `Expect` on to the provider."""
+    import socket
+    t = tag()
+    body = anthropic_body(t)
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nx-api-key: {stack.alice_key}\r\n"
+                f"content-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+                f"content-length: {len(body)}\r\nexpect: 100-continue\r\n\r\n")
+        sock.sendall(head.encode())
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim[:200]
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n0\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    rec = stack.standin.find(t)[0]
+    assert "expect" not in rec["header_map"], rec["header_map"]
+    rid = next(line.split(b":", 1)[1].strip().decode() for line in answer.split(b"\r\n")
+               if line.lower().startswith(b"x-auditgate-request-id:"))
+    check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
+
+
 class _IdleClosingProvider:
     """A provider that closes a keep-alive connection after 0.3 s idle, without a word (as load balancers
     in front of the real APIs do), and counts the connections it accepted."""
