@@ -17,7 +17,11 @@ import sys
 PARTS = [
     ("journal: sealing and spooling a record (on the call's thread)",
      r"Journal\.append|Journal\.enqueue|AuditRecord\.seal|SpoolFormat\.encode"),
-    ("journal: writer thread (write, fdatasync)", r"Journal\.writerLoop"),
+    # The writer thread's loop may be inlined into its thread closure; the shipper's frames are inner to
+    # its own closure, so they match the shipper first.
+    ("journal: writing and syncing the spool (writer thread, or a call's loop inline)",
+     r"Journal\.writerLoop|Journal\.completeBatch|Journal\.writeBatch|Journal\.syncInlineIfIdle|"
+     r"closure #\d+ in Journal\.startBlocking"),
     ("journal: shipper thread (COPY into PostgreSQL)", r"Journal\.shipperLoop"),
     ("bodies: redaction and recording", r"BodyRecorder|Redactor|StreamingRedactor"),
     ("metering: request facts, response tap, usage", r"ResponseTap|UsageMeter|RequestFacts|SSEFramer|JSONScanner"),

@@ -21,7 +21,7 @@ deps = closure("AuditReportCommand", set())
 products = set()
 for name in deps | {"AuditReportCommand"}:
     products.update(targets[name].get("product_dependencies", []))
-banned = {"Hummingbird", "AsyncHTTPClient", "NIOCore", "NIOPosix", "AuditGateway"}
+banned = {"Hummingbird", "AsyncHTTPClient", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOSSL", "AuditGateway"}
 bad = sorted((deps | products) & banned)
 if bad:
     sys.exit("auditgate-report depends on the HTTP stack: %s" % bad)

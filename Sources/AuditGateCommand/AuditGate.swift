@@ -12,12 +12,11 @@ struct AuditGate: AsyncParsableCommand {
         subcommands: [Serve.self, Migrate.self, CheckConfig.self, Keys.self, Spool.self]
     )
 
-    /// Swift concurrency runs on NIO's event loops instead of its own thread pool, so a call's
-    /// handler, its upstream request and its response need fewer hops between threads (measured in
-    /// docs/benchmarks.md: less CPU per call, most with one event loop). `AUDITGATE_EVENT_LOOPS`
-    /// sets the number of event loop threads (default: one per core). Both are set first, before any
-    /// task exists, as NIO requires. Blocking work (libpq, fdatasync) runs on the journal's own
-    /// threads, never on these.
+    /// `AUDITGATE_EVENT_LOOPS` sets the number of NIO event loop threads, on which every call runs
+    /// (default: one per core). Swift concurrency (start-up, shutdown) runs on those loops too, not on
+    /// a thread pool of its own. Both are set first, before any task exists, as NIO requires. libpq
+    /// runs only on the journal's shipper thread; an `fdatasync` runs on a loop only when that loop
+    /// has a single call in flight (`Journal.append(syncInline:)`), else on the writer thread.
     static func main() async {
         let environment = ProcessInfo.processInfo.environment
         if let loops = environment["AUDITGATE_EVENT_LOOPS"].flatMap(Int.init), loops > 0 {

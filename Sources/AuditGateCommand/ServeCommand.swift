@@ -18,7 +18,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        LoggingSystem.bootstrap { DeferredMetadataLogHandler(label: $0) }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "auditgate")
         logger.logLevel = environment["AUDITGATE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         let configuration: GatewayConfiguration

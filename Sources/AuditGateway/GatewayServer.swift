@@ -176,11 +176,11 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
             let gateway = self.gateway
             gateway.recordRefusal(error, draft: draft, started: started) {
-                let answer = {
+                let answer: @Sendable () -> Void = {
                     let (status, headers, body) = gateway.errorResponse(error, shape: shape, requestID: requestID)
                     bound.value.handler.write(status, headers: headers, body: body, keepAlive: keepAlive, context: bound.value.context)
                 }
-                if loop.inEventLoop { answer() } else { loop.execute { answer() } }
+                if loop.inEventLoop { answer() } else { loop.execute(answer) }
             }
         case .forward(let plan):
             let call = ProxyCall(

@@ -142,9 +142,9 @@ final class ProxyCall: UpstreamDelegate {
         connection.handler.delegate = self
         let head = plan.upstreamHead
         let channel = connection.channel
-        channel.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
-        if let body = plan.upstreamBody { channel.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(body))), promise: nil) }
-        channel.writeAndFlush(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body = plan.upstreamBody { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         channel.read()
     }
 

@@ -40,7 +40,8 @@ public struct UpstreamSetupError: Error, CustomStringConvertible {
 }
 
 /// An open HTTP/1.1 connection to a provider, and the handler that hands its answer to a call.
-final class UpstreamConnection {
+/// Sendable only to travel in its channel's futures: it is used on its channel's event loop alone.
+final class UpstreamConnection: @unchecked Sendable {
     let channel: any Channel
     let handler: UpstreamHandler
 
@@ -169,9 +170,18 @@ public final class UpstreamConnector: Sendable {
         }
         .connect(host: proxy.host, port: proxy.port)
         .flatMap { channel in
-            let tunnel = try! channel.pipeline.syncOperations.handler(type: ConnectTunnelHandler.self)
-            return tunnel.established.flatMapThrowing { [self] in
-                try channel.pipeline.syncOperations.removeHandler(tunnel).whenComplete { _ in }
+            let established: EventLoopFuture<Void>
+            let tunnel: NIOLoopBound<ConnectTunnelHandler>
+            do {
+                let handler = try channel.pipeline.syncOperations.handler(type: ConnectTunnelHandler.self)
+                established = handler.established
+                tunnel = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            } catch {
+                channel.close(promise: nil)
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            return established.flatMapThrowing { [self] in
+                channel.pipeline.syncOperations.removeHandler(tunnel.value, promise: nil)
                 try addProtocolHandlers(to: channel)
                 return try ready(channel)
             }
