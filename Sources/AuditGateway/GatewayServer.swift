@@ -43,7 +43,11 @@ public struct GatewayServer: Service {
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // No pipelining handler: it stops and restarts reading around every answer (two
+                    // `epoll_ctl` calls per call); the connection handler holds back a pipelined
+                    // request itself.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: GatewayConnectionHandler.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway))
                 }
@@ -86,8 +90,10 @@ final class OpenConnections: Sendable {
 }
 
 /// One client connection: reads each request whole (within `server.max_body_bytes`), answers the
-/// gateway's own endpoints, and hands API calls to a `ProxyCall`. NIO's pipelining handler before it
-/// holds the next request back until the current answer has ended.
+/// gateway's own endpoints, and hands API calls to a `ProxyCall`. One request is answered at a time:
+/// a request that arrives before the current answer has ended (HTTP pipelining) waits, and the
+/// connection stops reading meanwhile. At shutdown (`ChannelShouldQuiesceEvent`) an idle connection
+/// closes at once, a busy one after its answer.
 final class GatewayConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -98,6 +104,12 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     private var bodyTooLarge = false
     private var call: ProxyCall?
     private var clientIP: String?
+    /// A request is being answered (a forwarded call, a refusal being recorded, or a built-in answer
+    /// being written).
+    private var answering = false
+    /// Parts of the next request(s), received while answering.
+    private var waiting: [HTTPServerRequestPart] = []
+    private var closeAfterAnswer = false
 
     init(gateway: Gateway) { self.gateway = gateway }
 
@@ -112,7 +124,17 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if answering || !waiting.isEmpty {
+            waiting.append(part)
+            try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+            return
+        }
+        receive(part, context: context)
+    }
+
+    private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let received):
             head = received
             body = nil
@@ -135,9 +157,30 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            answering = true
             dispatch(ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP), context: context)
             body = nil
         }
+    }
+
+    /// The answer has been handed to the connection (its end written, or the connection closed).
+    private func answered(context: ChannelHandlerContext, endWritten: EventLoopFuture<Void>? = nil) {
+        answering = false
+        call = nil
+        guard context.channel.isActive else { return }
+        if closeAfterAnswer {
+            // Closing drops writes still queued: close once the answer's end is out.
+            if let endWritten {
+                endWritten.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
+        while !answering, !waiting.isEmpty {
+            receive(waiting.removeFirst(), context: context)
+        }
+        if !answering { try? context.channel.syncOptions?.setOption(.autoRead, value: true) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -156,7 +199,15 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if call == nil { context.close(promise: nil) }
+            if !answering { context.close(promise: nil) }
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            if answering || head != nil {
+                closeAfterAnswer = true
+            } else {
+                context.close(promise: nil)
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -186,7 +237,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             let call = ProxyCall(
                 gateway: gateway, plan: plan, started: started, context: context, clientVersion: request.head.version,
                 keepAlive: keepAlive
-            ) { [weak self] in self?.call = nil }
+            ) { [weak self] endWritten in self?.answered(context: context, endWritten: endWritten) }
             self.call = call
             call.start()
         }
@@ -194,11 +245,16 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
 
     private func write(_ status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, keepAlive: Bool, context: ChannelHandlerContext) {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
-        if !keepAlive { head.headers.add(name: "connection", value: "close") }
+        let closing = !keepAlive || closeAfterAnswer
+        if closing { head.headers.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        if closing {
+            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            answered(context: context)
+        }
     }
 
     // MARK: - The gateway's own endpoints

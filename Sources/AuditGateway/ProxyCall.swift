@@ -22,8 +22,9 @@ final class ProxyCall: UpstreamDelegate {
     let context: ChannelHandlerContext
     let clientVersion: HTTPVersion
     let keepAlive: Bool
-    /// Called once the answer is complete or abandoned: the connection may take its next request.
-    let finished: () -> Void
+    /// Called once the answer is complete or abandoned, with the write of its end (nil when nothing
+    /// more was written): the connection may take its next request, or close after that write.
+    let finished: (_ endWritten: EventLoopFuture<Void>?) -> Void
 
     private var state = State.recordingRequest
     private var connection: UpstreamConnection?
@@ -39,12 +40,13 @@ final class ProxyCall: UpstreamDelegate {
     /// length its last chunk would complete the answer for the client).
     private var heldBack: ByteBuffer?
     private var clientGone = false
-    private var readWanted = false
+    /// The provider's connection is not reading (`autoRead` off) until the client catches up.
+    private var upstreamPaused = false
     private var upstreamFailure: String?
 
     init(
         gateway: Gateway, plan: ForwardPlan, started: ContinuousClock.Instant, context: ChannelHandlerContext,
-        clientVersion: HTTPVersion, keepAlive: Bool, finished: @escaping () -> Void
+        clientVersion: HTTPVersion, keepAlive: Bool, finished: @escaping (_ endWritten: EventLoopFuture<Void>?) -> Void
     ) {
         self.gateway = gateway
         self.plan = plan
@@ -56,9 +58,9 @@ final class ProxyCall: UpstreamDelegate {
     }
 
     /// The call is over for the connection: counted out of its loop, the connection may go on.
-    private func end() {
+    private func end(_ endWritten: EventLoopFuture<Void>?) {
         gateway.callEnded(on: context.eventLoop)
-        finished()
+        finished(endWritten)
     }
 
     var requestID: String { plan.draft.requestID }
@@ -145,7 +147,6 @@ final class ProxyCall: UpstreamDelegate {
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body = plan.upstreamBody { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        channel.read()
     }
 
     private func timedOut() {
@@ -186,18 +187,18 @@ final class ProxyCall: UpstreamDelegate {
             context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
         }
-        writeEnd()
-        end()
+        end(writeEnd())
     }
 
     /// Ends the answer; without keep-alive, closes the connection once the end is written.
-    private func writeEnd() {
-        guard !clientGone else { return }
+    private func writeEnd() -> EventLoopFuture<Void>? {
+        guard !clientGone else { return nil }
         let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
         if !keepAlive {
             let context = self.context
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+        return written
     }
 
     // MARK: - The answer
@@ -253,6 +254,7 @@ final class ProxyCall: UpstreamDelegate {
     func upstreamEnd(keepAlive upstreamKeepAlive: Bool) {
         guard state == .streaming, let connection else { return }
         self.connection = nil
+        if upstreamPaused { try? connection.channel.syncOptions?.setOption(.autoRead, value: true) }
         if upstreamKeepAlive { connector.release(connection) } else { connection.channel.close(promise: nil) }
         finishAnswer()
     }
@@ -286,21 +288,20 @@ final class ProxyCall: UpstreamDelegate {
         if isStream || !context.channel.isWritable { context.flush() }
     }
 
-    /// Asks the provider's connection for more only while the client keeps up (or is gone: the rest is
-    /// still read, so the record has the whole usage).
+    /// Backpressure toward a slow client: the provider's connection stops reading while the client's
+    /// connection is not writable, and reads again once it is (or once the client is gone: the rest is
+    /// still read, so the record has the whole usage). Toggling `autoRead` only then, rather than
+    /// asking for each read, saves two `epoll_ctl` calls per answer.
     private func readMore() {
         guard let channel = connection?.channel else { return }
-        if clientGone || context.channel.isWritable {
-            channel.read()
-        } else {
-            readWanted = true
-        }
+        let pause = !clientGone && !context.channel.isWritable
+        guard pause != upstreamPaused else { return }
+        upstreamPaused = pause
+        try? channel.syncOptions?.setOption(.autoRead, value: !pause)
     }
 
     /// The client's connection can take more again.
     func clientWritable() {
-        guard readWanted else { return }
-        readWanted = false
         readMore()
     }
 
@@ -353,9 +354,9 @@ final class ProxyCall: UpstreamDelegate {
         // broken off too, so its SDK raises instead of taking a truncated answer as whole.
         if upstreamFailure != nil {
             if !clientGone { context.close(promise: nil) }
+            end(nil)
         } else {
-            writeEnd()
+            end(writeEnd())
         }
-        end()
     }
 }

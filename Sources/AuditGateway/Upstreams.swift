@@ -202,10 +202,10 @@ public final class UpstreamConnector: Sendable {
         try pipeline.addHandler(UpstreamHandler())
     }
 
-    /// Reads from here on only when a call asks for more (backpressure toward a slow client).
+    /// The connection reads on its own (so a provider's close or stray bytes are seen while it idles in
+    /// the pool); a call pauses it while its client is slow (`ProxyCall.readMore`).
     private func ready(_ channel: any Channel) throws -> UpstreamConnection {
-        try channel.syncOptions?.setOption(.autoRead, value: false)
-        return UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self))
+        UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self))
     }
 }
 

@@ -316,6 +316,35 @@ def test_expect_100_continue_is_answered(stack, exchange):
     check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
 
 
+def test_pipelined_requests_are_answered_in_order(stack, exchange):
+    """Two requests written back to back on one connection (HTTP/1.1 pipelining): the second waits for
+    the first answer's end, then both are answered, in order, each with its own record."""
+    import socket
+    tags = [tag(), tag()]
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    wire = b""
+    for t in tags:
+        body = anthropic_body(t)
+        wire += (f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nx-api-key: {stack.alice_key}\r\n"
+                 f"content-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+                 f"content-length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(wire)
+        answer = b""
+        while answer.count(b"\r\n0\r\n\r\n") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed after {answer.count(b'HTTP/1.1 200')} answers: {answer[-300:]!r}"
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200") == 2, answer[:600]
+    ids = [line.split(b":", 1)[1].strip().decode() for line in answer.split(b"\r\n")
+           if line.lower().startswith(b"x-auditgate-request-id:")]
+    assert len(ids) == 2 and ids[0] != ids[1], ids
+    first, second = (stack.standin.find(t) for t in tags)
+    assert len(first) == 1 and len(second) == 1, (first, second)
+    for rid in ids:
+        check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
+
+
 class _IdleClosingProvider:
     """A provider that closes a keep-alive connection after 0.3 s idle, without a word (as load balancers
     in front of the real APIs do), and counts the connections it accepted."""
