@@ -270,21 +270,29 @@ public final class Gateway: Sendable {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    /// `agw_` and 32 random hex digits (128 bits, as a UUID has), formatted without Foundation's
-    /// string replacing, which cost 2.5 % of the gateway's CPU under load.
+    /// `agw_` and 32 random hex digits (128 bits, as a UUID has), from OpenSSL's generator (the
+    /// standard one made a `getrandom` system call per 64 bits), formatted without Foundation.
     static func newRequestID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let digits = hexDigits
-        var bytes = Array("agw_".utf8)
-        bytes.reserveCapacity(36)
-        for _ in 0..<2 {
-            var word = generator.next() as UInt64
-            for _ in 0..<16 {
-                bytes.append(digits[Int(word >> 60)])
-                word <<= 4
-            }
+        var random: (UInt64, UInt64)
+        if let words = SecureRandom.words() {
+            random = words
+        } else {
+            var generator = SystemRandomNumberGenerator()
+            random = (generator.next(), generator.next())
         }
-        return String(decoding: bytes, as: UTF8.self)
+        let digits = hexDigits
+        return String(unsafeUninitializedCapacity: 36) { out in
+            for (index, byte) in "agw_".utf8.enumerated() { out[index] = byte }
+            var index = 4
+            for var word in [random.0, random.1] {
+                for _ in 0..<16 {
+                    out[index] = digits[Int(word >> 60)]
+                    word <<= 4
+                    index += 1
+                }
+            }
+            return index
+        }
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {

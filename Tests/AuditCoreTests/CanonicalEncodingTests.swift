@@ -31,6 +31,12 @@ import Testing
         }
     }
 
+    /// Request ids come from these words: a generator stuck on one value would give calls one id.
+    @Test func secureRandomWordsDiffer() throws {
+        let words = try (0..<1000).map { _ in try #require(SecureRandom.words()) }
+        #expect(Set(words.map { "\($0.0)-\($0.1)" }).count == 1000)
+    }
+
     @Test func hexRoundTrips() {
         let bytes: [UInt8] = [0, 1, 0xab, 0xff]
         #expect(bytes.hexString == "0001abff")
