@@ -5,8 +5,12 @@ import COpenSSL
 public struct SHA256: ~Copyable {
     private let context: OpaquePointer
 
+    /// The algorithm, fetched from OpenSSL's providers once: `EVP_sha256()` makes OpenSSL 3 look it
+    /// up again on every initialisation, and the gateway hashes several times per call.
+    nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
     public init() {
-        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
+        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, Self.algorithm ?? EVP_sha256(), nil) == 1 else {
             fatalError("OpenSSL could not initialise SHA-256")
         }
         self.context = context
@@ -52,7 +56,7 @@ public struct SHA256: ~Copyable {
 extension Sequence<UInt8> {
     /// Lower-case hexadecimal, the form every hash takes in the store, the docs and the packages.
     public var hexString: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        let digits = hexDigits
         var out = [UInt8]()
         out.reserveCapacity(underestimatedCount * 2)
         for byte in self {
@@ -87,3 +91,6 @@ extension Array where Element == UInt8 {
         self = bytes
     }
 }
+
+/// The digits of `hexString`, built once.
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
