@@ -219,6 +219,12 @@ def test_auth_off_on_all_interfaces_refused(stack):
     out = chk.stdout + chk.stderr
     assert chk.returncode != 0, f"check-config accepted auth.mode off on 0.0.0.0:\n{out}"
     assert "auth.mode" in out, out
+    text = _serve_must_refuse(stack, cfg, "with auth.mode off on 0.0.0.0")
+    assert "auth.mode" in text, text
+
+
+def _serve_must_refuse(stack, cfg, what: str) -> str:
+    """Runs `auditgate serve --config cfg`, which must exit non-zero within 30 s; returns its output."""
     proc = subprocess.Popen([str(stack.bin_dir / "auditgate"), "serve", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             cwd=REPO_ROOT, env=gateway_env())
@@ -227,10 +233,10 @@ def test_auth_off_on_all_interfaces_refused(stack):
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate(timeout=10)
-        pytest.fail(f"auditgate serve kept running with auth.mode off on 0.0.0.0:\n{out.decode(errors='replace')}")
+        pytest.fail(f"auditgate serve kept running {what}:\n{out.decode(errors='replace')}")
     text = out.decode(errors="replace")
     assert proc.returncode != 0, text
-    assert "auth.mode" in text, text
+    return text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -425,11 +431,11 @@ def test_slow_head_504(stack, slow_gw, exchange):
               outcome="upstream_error")
 
 
-def test_long_stream_is_not_a_timeout(stack, slow_gw, exchange):
-    client = ac(stack, base_url=slow_gw.url)
+def _stream_thirty_events(stack, client, exchange, interval: str) -> None:
+    """A 30-event Anthropic stream through `client`, whole, with its exchange metered."""
     p = prompt(tag())
     with client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64, messages=[{"role": "user", "content": p}],
-                                extra_headers={"x-standin-events": "30", "x-standin-event-interval": "0.1"}) as s:
+                                extra_headers={"x-standin-events": "30", "x-standin-event-interval": interval}) as s:
         rid = s.response.headers.get(GATEWAY_ID_HEADER)
         text = "".join(s.text_stream)
         final = s.get_final_message()
@@ -437,6 +443,10 @@ def test_long_stream_is_not_a_timeout(stack, slow_gw, exchange):
     assert final.usage.output_tokens == 30
     check_row(exchange(rid), **alice(stack), stream=True, status_code=200, outcome="ok",
               input_tokens=words(p) + 3, output_tokens=30)
+
+
+def test_long_stream_is_not_a_timeout(stack, slow_gw, exchange):
+    _stream_thirty_events(stack, ac(stack, base_url=slow_gw.url), exchange, interval="0.1")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -750,16 +760,7 @@ def test_tls_upstream_stream(stack, make_gateway, tls_front, exchange):
     front, ca = tls_front
     gw = remember(make_gateway("tls-stream", anthropic_base_url=_tls_url(front), egress_ca_file=ca))
     client = ac(stack, base_url=gw.url)
-    p = prompt(tag())
-    with client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64, messages=[{"role": "user", "content": p}],
-                                extra_headers={"x-standin-events": "30", "x-standin-event-interval": "0.02"}) as s:
-        rid = s.response.headers.get(GATEWAY_ID_HEADER)
-        text = "".join(s.text_stream)
-        final = s.get_final_message()
-    assert len(text.split()) == 30, text
-    assert final.usage.output_tokens == 30
-    check_row(exchange(rid), **alice(stack), stream=True, status_code=200, outcome="ok",
-              input_tokens=words(p) + 3, output_tokens=30)
+    _stream_thirty_events(stack, client, exchange, interval="0.02")
     # and a plain default stream right after, on the same gateway (pooled TLS connection)
     with client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64,
                                 messages=[{"role": "user", "content": prompt(tag())}]) as s:
@@ -780,17 +781,7 @@ def test_tls_ip_upstream_through_proxy_is_refused_at_start(stack, tls_front):
     cfg.write_text(custom_config_yaml(stack, port=free_port(), chain_id="tls-ip-proxy", spool_dir=d / "spool",
                                       anthropic_base_url=_tls_url(front, "127.0.0.1"), egress_ca_file=ca,
                                       egress_proxy="http://127.0.0.1:9"))
-    proc = subprocess.Popen([str(stack.bin_dir / "auditgate"), "serve", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=REPO_ROOT, env=gateway_env())
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-        pytest.fail(f"auditgate serve started with an IP https upstream behind a proxy:\n{out.decode(errors='replace')}")
-    text = out.decode(errors="replace")
-    assert proc.returncode != 0, text
+    text = _serve_must_refuse(stack, cfg, "with an IP https upstream behind a proxy")
     assert "IP address" in text and "proxy" in text, text
 
 
