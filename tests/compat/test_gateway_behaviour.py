@@ -322,6 +322,25 @@ def test_expect_100_continue_is_answered(stack, exchange):
     check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
 
 
+def test_http_1_0_client_gets_a_whole_answer(stack, exchange):
+    """An HTTP/1.0 client (no chunked encoding, no keep-alive): the answer is delimited by the
+    connection's close, and arrives whole."""
+    t = tag()
+    proc = subprocess.run(
+        ["curl", "-sS", "--http1.0", "-D", "-", "-H", f"x-api-key: {stack.alice_key}",
+         "-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01",
+         "--data-binary", anthropic_body(t).decode(), stack.base_url + "/v1/messages"],
+        capture_output=True, timeout=30, env=proxy_free_env())
+    assert proc.returncode == 0, proc.stderr
+    head, _, body = proc.stdout.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200"), head
+    assert "transfer-encoding" not in head.lower(), head
+    assert json.loads(body)["content"][0]["text"] == DEFAULT_ANSWER, (head, body[:300])
+    rid = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+               if line.lower().startswith("x-auditgate-request-id:"))
+    check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
+
+
 def test_pipelined_requests_are_answered_in_order(stack, exchange):
     """Two requests written back to back on one connection (HTTP/1.1 pipelining): the second waits for
     the first answer's end, then both are answered, in order, each with its own record."""
