@@ -341,6 +341,32 @@ def test_http_1_0_client_gets_a_whole_answer(stack, exchange):
     check_row(exchange(rid), **alice(stack), status_code=200, outcome="ok")
 
 
+def test_client_leaving_mid_stream_is_recorded_with_the_whole_usage(stack, exchange):
+    """The client closes its connection after the first event of a 20-event stream: the gateway still
+    reads the provider's answer to its end, and records it with the full usage and
+    `client_disconnected`."""
+    import socket
+    t = tag()
+    body = anthropic_body(t, stream=True)
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall((f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nx-api-key: {stack.alice_key}\r\n"
+                      f"content-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+                      f"x-standin-events: 20\r\nx-standin-event-interval: 0.05\r\n"
+                      f"content-length: {len(body)}\r\n\r\n").encode() + body)
+        seen = b""
+        while b"content_block_delta" not in seen:
+            chunk = sock.recv(65536)
+            assert chunk, seen[-300:]
+            seen += chunk
+    rid = next(line.split(b":", 1)[1].strip().decode() for line in seen.split(b"\r\n")
+               if line.lower().startswith(b"x-auditgate-request-id:"))
+    row = exchange(rid, timeout=30)
+    assert row["output_tokens"] == 20, f"the rest of the answer was not read and metered: {row}"
+    detail = stack.psql(f"SELECT detail FROM audit.events WHERE request_id = '{rid}' AND kind = 'response'")
+    assert '"client_disconnected":true' in detail, detail
+
+
 def test_pipelined_requests_are_answered_in_order(stack, exchange):
     """Two requests written back to back on one connection (HTTP/1.1 pipelining): the second waits for
     the first answer's end, then both are answered, in order, each with its own record."""
