@@ -172,15 +172,9 @@ public final class Gateway: Sendable {
             dropUsageChunk = true
         }
         if head.method != .POST { upstreamBody = nil }
-        var upstreamHead = upstreams.connector(for: route.provider).requestHead(
+        let upstreamHead = upstreams.connector(for: route.provider).requestHead(
             method: head.method, path: route.upstreamPath, query: request.query, clientHeaders: head.headers,
             bodyLength: upstreamBody?.readableBytes)
-        switch route.provider {
-        case .anthropic:
-            if let key = configuration.upstreams.anthropic.apiKey { upstreamHead.headers.add(name: "x-api-key", value: key) }
-        case .openai:
-            if let key = configuration.upstreams.openai.apiKey { upstreamHead.headers.add(name: "authorization", value: "Bearer \(key)") }
-        }
         return .forward(
             ForwardPlan(
                 draft: draft, route: route, caller: caller, upstreamHead: upstreamHead, upstreamBody: upstreamBody,
@@ -208,20 +202,15 @@ public final class Gateway: Sendable {
     ) {
         var opening = draft
         opening.api = opening.api ?? "unknown"
-        var response = RecordDraft(kind: .response, requestID: draft.requestID)
-        response.statusCode = error.status
-        response.outcome = Outcome(rawValue: error.outcome)
-        response.latencyMs = Self.milliseconds(since: started)
-        response.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
-        let closing = response
+        let closing = Self.errorRecord(error, requestID: draft.requestID, started: started)
         metrics.call(api: opening.api ?? "unknown", status: error.status, outcome: error.outcome)
         let failed: @Sendable (any Error) -> Void = { [self] failure in
             metrics.storeFailure()
             logger.error("could not record a refused call", metadata: ["request_id": "\(draft.requestID)", "reason": "\(failure)"])
             done()
         }
-        // The request record first; the response record is appended once the first is queued (both
-        // share one group commit when they arrive together).
+        // The response record only once the request record is in: a response without its request
+        // would be a broken exchange.
         journal.append(opening) { [self] result in
             if case .failure(let failure) = result { return failed(failure) }
             journal.append(closing) { result in
@@ -229,6 +218,16 @@ public final class Gateway: Sendable {
                 done()
             }
         }
+    }
+
+    /// The response record of a call the gateway answered itself with `error`.
+    static func errorRecord(_ error: GatewayError, requestID: String, started: ContinuousClock.Instant) -> RecordDraft {
+        var record = RecordDraft(kind: .response, requestID: requestID)
+        record.statusCode = error.status
+        record.outcome = Outcome(rawValue: error.outcome)
+        record.latencyMs = milliseconds(since: started)
+        record.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
+        return record
     }
 
     /// Appends a call's response record, counts it, and calls `done` on any thread.
@@ -268,10 +267,8 @@ public final class Gateway: Sendable {
         }
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     /// `agw_` and 32 random hex digits (128 bits, as a UUID has), from OpenSSL's generator (the
-    /// standard one made a `getrandom` system call per 64 bits), formatted without Foundation.
+    /// standard one made a `getrandom` system call per 64 bits).
     static func newRequestID() -> String {
         var random: (UInt64, UInt64)
         if let words = SecureRandom.words() {
@@ -280,19 +277,7 @@ public final class Gateway: Sendable {
             var generator = SystemRandomNumberGenerator()
             random = (generator.next(), generator.next())
         }
-        let digits = hexDigits
-        return String(unsafeUninitializedCapacity: 36) { out in
-            for (index, byte) in "agw_".utf8.enumerated() { out[index] = byte }
-            var index = 4
-            for var word in [random.0, random.1] {
-                for _ in 0..<16 {
-                    out[index] = digits[Int(word >> 60)]
-                    word <<= 4
-                    index += 1
-                }
-            }
-            return index
-        }
+        return "agw_" + withUnsafeBytes(of: &random) { $0.hexString }
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {

@@ -169,12 +169,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         call = nil
         guard context.channel.isActive else { return }
         if closeAfterAnswer {
-            // Closing drops writes still queued: close once the answer's end is out.
-            if let endWritten {
-                endWritten.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            } else {
-                context.close(promise: nil)
-            }
+            if let endWritten { context.close(after: endWritten) } else { context.close(promise: nil) }
             return
         }
         while !answering, !waiting.isEmpty {
@@ -184,7 +179,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { call?.clientWritable() }
+        call?.followClientPace()
         context.fireChannelWritabilityChanged()
     }
 
@@ -227,11 +222,10 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
             let gateway = self.gateway
             gateway.recordRefusal(error, draft: draft, started: started) {
-                let answer: @Sendable () -> Void = {
+                loop.executeHere {
                     let (status, headers, body) = gateway.errorResponse(error, shape: shape, requestID: requestID)
                     bound.value.handler.write(status, headers: headers, body: body, keepAlive: keepAlive, context: bound.value.context)
                 }
-                if loop.inEventLoop { answer() } else { loop.execute(answer) }
             }
         case .forward(let plan):
             let call = ProxyCall(
@@ -244,17 +238,9 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     private func write(_ status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, keepAlive: Bool, context: ChannelHandlerContext) {
-        var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         let closing = !keepAlive || closeAfterAnswer
-        if closing { head.headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if closing {
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        } else {
-            answered(context: context)
-        }
+        context.writeWholeAnswer(version: .http1_1, status: status, headers: headers, body: body, close: closing)
+        if !closing { answered(context: context) }
     }
 
     // MARK: - The gateway's own endpoints
@@ -303,5 +289,35 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.readableBytes))
         return (status, headers, body)
+    }
+}
+
+extension ChannelHandlerContext {
+    /// Closes the connection once `written` is out (closing at once would drop writes still queued).
+    func close(after written: EventLoopFuture<Void>) {
+        written.assumeIsolated().whenComplete { _ in self.close(promise: nil) }
+    }
+
+    /// A whole answer (head, body, end) in one flush; with `close`, says `connection: close` and closes
+    /// once it is written. Returns the end's write.
+    @discardableResult
+    func writeWholeAnswer(
+        version: HTTPVersion, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, close: Bool
+    ) -> EventLoopFuture<Void> {
+        var head = HTTPResponseHead(version: version, status: status, headers: headers)
+        if close { head.headers.add(name: "connection", value: "close") }
+        write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        let written = writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if close { self.close(after: written) }
+        return written
+    }
+}
+
+extension EventLoop {
+    /// Runs `work` on this loop: at once when already on it (the journal answered inline or in `async`
+    /// mode), else queued from the journal's thread.
+    func executeHere(_ work: @escaping @Sendable () -> Void) {
+        if inEventLoop { work() } else { execute(work) }
     }
 }

@@ -66,18 +66,17 @@ final class ProxyCall: UpstreamDelegate {
     var requestID: String { plan.draft.requestID }
     var connector: UpstreamConnector { gateway.upstreams.connector(for: plan.route.provider) }
 
-    /// Runs `body` on this call's loop once the journal has answered (the writer thread in `spool`
-    /// mode, at once in `async` mode).
-    private func onLoop(_ body: @escaping (ProxyCall) -> Void) -> @Sendable () -> Void {
+    /// A journal completion that runs `body` on this call's loop (the journal answers on the writer
+    /// thread in `spool` mode, at once on the caller's in `async` mode or when syncing inline).
+    private func onLoop<Value: Sendable>(_ body: @escaping (ProxyCall, Value) -> Void) -> @Sendable (Value) -> Void {
         let loop = context.eventLoop
         let bound = NIOLoopBound((call: self, body: body), eventLoop: loop)
-        return {
-            if loop.inEventLoop {
-                bound.value.body(bound.value.call)
-            } else {
-                loop.execute { bound.value.body(bound.value.call) }
-            }
-        }
+        return { value in loop.executeHere { bound.value.body(bound.value.call, value) } }
+    }
+
+    private func onLoop(_ body: @escaping (ProxyCall) -> Void) -> @Sendable () -> Void {
+        let completion = onLoop { (call, _: Void) in body(call) }
+        return { completion(()) }
     }
 
     // MARK: - Request record, then the provider
@@ -85,15 +84,11 @@ final class ProxyCall: UpstreamDelegate {
     func start() {
         let loop = context.eventLoop
         gateway.callStarted(on: loop)
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        gateway.journal.append(plan.draft, syncInline: gateway.mayBlockForSync(loop)) { result in
-            let failure: (any Error)? = if case .failure(let error) = result { error } else { nil }
-            if loop.inEventLoop {
-                bound.value.requestRecorded(failure)
-            } else {
-                loop.execute { bound.value.requestRecorded(failure) }
-            }
-        }
+        gateway.journal.append(
+            plan.draft, syncInline: gateway.mayBlockForSync(loop),
+            completion: onLoop { call, result in
+                if case .failure(let error) = result { call.requestRecorded(error) } else { call.requestRecorded(nil) }
+            })
     }
 
     private func requestRecorded(_ failure: (any Error)?) {
@@ -168,11 +163,7 @@ final class ProxyCall: UpstreamDelegate {
         guard state == .connecting || state == .awaitingHead else { return }
         headTimer?.cancel()
         state = .recordingResponse
-        var closing = RecordDraft(kind: .response, requestID: requestID)
-        closing.statusCode = error.status
-        closing.outcome = Outcome(rawValue: error.outcome)
-        closing.latencyMs = Gateway.milliseconds(since: started)
-        closing.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
+        let closing = Gateway.errorRecord(error, requestID: requestID, started: started)
         gateway.recordResponse(closing, api: plan.route.api, syncInline: gateway.mayBlockForSync(context.eventLoop), done: onLoop { call in
             call.state = .done
             call.writeError(error)
@@ -180,24 +171,16 @@ final class ProxyCall: UpstreamDelegate {
     }
 
     private func writeError(_ error: GatewayError) {
+        guard !clientGone else { return end(nil) }
         let (status, headers, body) = gateway.errorResponse(error, shape: plan.route.provider, requestID: requestID)
-        var head = HTTPResponseHead(version: clientVersion, status: status, headers: headers)
-        if !keepAlive { head.headers.add(name: "connection", value: "close") }
-        if !clientGone {
-            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
-        }
-        end(writeEnd())
+        end(context.writeWholeAnswer(version: clientVersion, status: status, headers: headers, body: body, close: !keepAlive))
     }
 
     /// Ends the answer; without keep-alive, closes the connection once the end is written.
     private func writeEnd() -> EventLoopFuture<Void>? {
         guard !clientGone else { return nil }
         let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
-        if !keepAlive {
-            let context = self.context
-            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        }
+        if !keepAlive { context.close(after: written) }
         return written
     }
 
@@ -227,7 +210,7 @@ final class ProxyCall: UpstreamDelegate {
             context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: clientVersion, status: head.status, headers: headers))), promise: nil)
             if isStream { context.flush() }
         }
-        readMore()
+        followClientPace()
     }
 
     func upstreamBody(_ buffer: ByteBuffer) {
@@ -248,7 +231,7 @@ final class ProxyCall: UpstreamDelegate {
                 heldBack = outgoing
             }
         }
-        readMore()
+        followClientPace()
     }
 
     func upstreamEnd(keepAlive upstreamKeepAlive: Bool) {
@@ -291,8 +274,9 @@ final class ProxyCall: UpstreamDelegate {
     /// Backpressure toward a slow client: the provider's connection stops reading while the client's
     /// connection is not writable, and reads again once it is (or once the client is gone: the rest is
     /// still read, so the record has the whole usage). Toggling `autoRead` only then, rather than
-    /// asking for each read, saves two `epoll_ctl` calls per answer.
-    private func readMore() {
+    /// asking for each read, saves two `epoll_ctl` calls per answer. Called after every write to the
+    /// client and whenever its writability changes.
+    func followClientPace() {
         guard let channel = connection?.channel else { return }
         let pause = !clientGone && !context.channel.isWritable
         guard pause != upstreamPaused else { return }
@@ -300,15 +284,10 @@ final class ProxyCall: UpstreamDelegate {
         try? channel.syncOptions?.setOption(.autoRead, value: !pause)
     }
 
-    /// The client's connection can take more again.
-    func clientWritable() {
-        readMore()
-    }
-
     /// The client went away; the answer is still read to its end and recorded.
     func clientClosed() {
         clientGone = true
-        clientWritable()
+        followClientPace()
     }
 
     private func finishAnswer() {

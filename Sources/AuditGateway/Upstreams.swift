@@ -23,14 +23,16 @@ public struct Upstreams: Sendable {
         configuration: GatewayConfiguration, environment: [String: String], group: any EventLoopGroup
     ) throws -> Upstreams {
         let idle = TimeAmount.seconds(Int64(configuration.upstreams.idleTimeoutSeconds))
-        func connector(_ upstream: URL) throws -> UpstreamConnector {
+        func connector(_ upstream: URL, credential: (name: String, value: String)?) throws -> UpstreamConnector {
             try UpstreamConnector(
                 baseURL: upstream, proxy: Egress.proxy(for: upstream, configured: configuration.egress.proxy, environment: environment),
-                caFile: configuration.egress.caFile, idleTimeout: idle, group: group)
+                caFile: configuration.egress.caFile, credential: credential, idleTimeout: idle, group: group)
         }
+        let anthropic = configuration.upstreams.anthropic
+        let openai = configuration.upstreams.openai
         return Upstreams(
-            anthropic: try connector(configuration.upstreams.anthropic.baseURL),
-            openai: try connector(configuration.upstreams.openai.baseURL))
+            anthropic: try connector(anthropic.baseURL, credential: anthropic.apiKey.map { ("x-api-key", $0) }),
+            openai: try connector(openai.baseURL, credential: openai.apiKey.map { ("authorization", "Bearer \($0)") }))
     }
 }
 
@@ -58,10 +60,15 @@ public final class UpstreamConnector: Sendable {
     let host: String
     let port: Int
     let isTLS: Bool
-    /// The base URL's path (without a trailing slash), put before each API path.
-    let basePath: String
-    /// `host:port` as the Host header and CONNECT target carry it.
+    /// The Host header: the host, with the port when the base URL names one.
     let authority: String
+    /// `host:port`, what a CONNECT through the proxy asks for.
+    let tunnelTarget: String
+    /// What every request target starts with: the base URL's path, after `http://authority` when a
+    /// proxy gets absolute-form targets (plain `http://` upstreams behind a proxy).
+    let targetPrefix: String
+    /// The provider key as its header (`x-api-key`, or `authorization: Bearer …`), built once.
+    let credential: (name: String, value: String)?
     let proxy: (host: String, port: Int)?
     let sslContext: NIOSSLContext?
     /// The TLS server name (SNI, and what the certificate must name); nil for an IP address, whose
@@ -74,7 +81,8 @@ public final class UpstreamConnector: Sendable {
     static let maxIdlePerLoop = 1024
 
     public init(
-        baseURL: URL, proxy: (host: String, port: Int)?, caFile: String?, idleTimeout: TimeAmount, group: any EventLoopGroup
+        baseURL: URL, proxy: (host: String, port: Int)?, caFile: String?, credential: (name: String, value: String)?,
+        idleTimeout: TimeAmount, group: any EventLoopGroup
     ) throws {
         guard let host = baseURL.host, !host.isEmpty else { throw UpstreamSetupError(description: "no host in \(baseURL)") }
         isTLS = baseURL.scheme?.lowercased() == "https"
@@ -89,11 +97,13 @@ public final class UpstreamConnector: Sendable {
         serverName = hostIsAddress ? nil : host
         self.host = host
         port = baseURL.port ?? (isTLS ? 443 : 80)
-        var path = baseURL.path
-        while path.hasSuffix("/") { path.removeLast() }
-        basePath = path
+        var basePath = baseURL.path
+        while basePath.hasSuffix("/") { basePath.removeLast() }
         let hostText = host.contains(":") ? "[\(host)]" : host
         authority = baseURL.port == nil ? hostText : "\(hostText):\(port)"
+        tunnelTarget = "\(hostText):\(port)"
+        targetPrefix = proxy != nil && !isTLS ? "http://\(authority)\(basePath)" : basePath
+        self.credential = credential
         self.proxy = proxy
         self.idleTimeout = idleTimeout
         if isTLS {
@@ -108,15 +118,12 @@ public final class UpstreamConnector: Sendable {
         self.pools = pools
     }
 
-    /// Plain `http://` through a proxy sends absolute-form request targets; everything else origin-form.
-    private var usesAbsoluteForm: Bool { proxy != nil && !isTLS }
-
     /// The upstream request head: the client's headers minus credentials and hop-by-hop ones, the
-    /// provider key added by the caller of `send`, identity encoding so the tap can read usage.
+    /// provider key, identity encoding so the tap can read usage.
     func requestHead(
         method: HTTPMethod, path: String, query: Substring?, clientHeaders: HTTPHeaders, bodyLength: Int?
     ) -> HTTPRequestHead {
-        var target = usesAbsoluteForm ? "http://\(authority)\(basePath)\(path)" : basePath + path
+        var target = targetPrefix + path
         if let query, !query.isEmpty { target += "?" + query }
         var headers = HTTPHeaders()
         headers.reserveCapacity(clientHeaders.count + 4)
@@ -124,6 +131,7 @@ public final class UpstreamConnector: Sendable {
         for (name, value) in clientHeaders where HeaderPolicy.forwardsRequestHeader(name.lowercased()) {
             headers.add(name: name, value: value)
         }
+        if let credential { headers.add(name: credential.name, value: credential.value) }
         headers.add(name: "accept-encoding", value: "identity")
         if let bodyLength { headers.add(name: "content-length", value: String(bodyLength)) }
         return HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)
@@ -162,7 +170,7 @@ public final class UpstreamConnector: Sendable {
             .flatMapThrowing { [self] channel in try ready(channel) }
         }
         // Through a CONNECT tunnel: TLS and HTTP are added once the proxy has opened it.
-        let target = "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        let target = tunnelTarget
         return bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ConnectTunnelHandler(target: target))

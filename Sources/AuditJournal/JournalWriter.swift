@@ -82,8 +82,6 @@ extension Journal {
             lock.lock()
             waitForWork()
             if pending.isEmpty {
-                // Stopping: an inline writer may still hold the segment.
-                while writing { lock.wait() }
                 writerDone = true
                 lock.unlock()
                 if segmentFD >= 0 { close(segmentFD) }
@@ -97,25 +95,27 @@ extension Journal {
         }
     }
 
-    /// Returns (holding `lock`) once there is a batch to write, or the journal stops. A waiting caller
-    /// (`spool` mode) or a large batch starts the write at once; `async` records wait up to
-    /// `asyncSyncInterval`, so a busy gateway syncs a few hundred times a second instead of once per
-    /// call and its event loops do not wake this thread per record.
+    /// Returns (holding `lock`, with no batch being written) once there is a batch to write, or with
+    /// nothing queued once the journal stops. A waiting caller (`spool` mode), a large batch or a stop
+    /// starts the write at once; `async` records wait up to `asyncSyncInterval`, so a busy gateway
+    /// syncs a few hundred times a second instead of once per call and its event loops do not wake
+    /// this thread per record. Every wake-up re-checks from the top: an inline writer may have taken
+    /// the queue meanwhile.
     private func waitForWork() {
         var deadline: Date?
-        while state == .running || writing {
+        while true {
             if writing {
                 lock.wait()
-                continue
-            }
-            if !waiters.isEmpty || pending.count >= Self.asyncEagerBytes { return }
-            if pending.isEmpty {
+            } else if pending.isEmpty {
+                if state != .running { return }
                 deadline = nil
                 lock.wait()
             } else {
+                if state != .running || !waiters.isEmpty || pending.count >= Self.asyncEagerBytes { return }
                 let until = deadline ?? Date(timeIntervalSinceNow: configuration.asyncSyncInterval.seconds)
+                if until.timeIntervalSinceNow <= 0 { return }
                 deadline = until
-                if !lock.wait(until: until) { return }
+                _ = lock.wait(until: until)
             }
         }
     }
