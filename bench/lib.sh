@@ -14,6 +14,7 @@ bench_require() {
     command -v psql >/dev/null || missing+=(postgresql-client)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
+        apt-get update -qq >&2 # a new machine has no package lists yet
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
     fi
     # 2,000 streams need ~3 descriptors each in the gateway, 1 in the client and 1 in nginx.
@@ -29,6 +30,14 @@ bench_build() {
     bin="$(swift build -c release --scratch-path .build-bench --show-bin-path)"
     AUDITGATE="$bin/auditgate"
     REPORT="$bin/auditgate-report"
+}
+
+# relay_build: the bare SwiftNIO relay of bench/nio-relay (release, its own scratch path, since it is a
+# package of its own); sets RELAY.
+relay_build() {
+    log "building nio-relay (release, --scratch-path .build-bench-relay)"
+    swift build -c release --package-path bench/nio-relay --scratch-path .build-bench-relay >&2
+    RELAY="$(swift build -c release --package-path bench/nio-relay --scratch-path .build-bench-relay --show-bin-path)/nio-relay"
 }
 
 # bench_setup: scratch folder TMP (removed on exit with everything started in it) and a migrated
@@ -219,6 +228,16 @@ cpu_ticks() {
     done
     echo "$total"
 }
+# pg_ticks PID: CPU ticks of a PostgreSQL postmaster and its live children, plus the children that
+# have exited (the postmaster's cutime and cstime): a connection that ends mid-measurement still counts.
+pg_ticks() {
+    local dead
+    dead=$(awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$1/stat")
+    echo $(($(cpu_ticks $(proc_tree "$1")) + dead))
+}
+# machine_ticks: clock ticks all cores spent busy since boot (user, nice, system, irq, softirq; not
+# idle, not iowait, not steal), from the first line of /proc/stat.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 # proc_tree PID: the pid and its direct children (nginx master + workers).
 proc_tree() { echo "$1" $(pgrep -P "$1" || true); }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
