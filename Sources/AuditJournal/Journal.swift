@@ -137,6 +137,8 @@ public final class Journal: @unchecked Sendable {
     // Writer-thread state.
     var segmentFD: Int32 = -1
     var segmentLength = 0
+    /// How far the active segment's file has been written, zeros included (`writeBatch`).
+    var segmentAllocated = 0
 
     public init(configuration: JournalConfiguration, logger: Logger = Logger(label: "auditgate.journal")) {
         self.configuration = configuration
@@ -198,8 +200,10 @@ public final class Journal: @unchecked Sendable {
         lock.unlock()
 
         if let active = activeSegment {
-            segmentFD = try spool.openForAppend(active.path)
+            segmentFD = try spool.openForWriting(active.path)
             segmentLength = active.syncedLength
+            // Recovery cut the file at its last whole frame (zeros written ahead included).
+            segmentAllocated = active.syncedLength
         }
 
         let writer = Thread { [self] in writerLoop() }

@@ -66,7 +66,8 @@ struct SpoolDirectory {
     }
 
     /// Reads the spool after a start or a crash: checks each header, scans the newest segment's frames,
-    /// and truncates a torn tail (a frame whose write never completed was never acknowledged).
+    /// and truncates a torn tail (a frame whose write never completed was never acknowledged) together
+    /// with the zeros the writer had written ahead of its frames (a zero frame does not decode).
     func recover(chainID: String) throws -> Recovered {
         try create()
         let segments = try segments()
@@ -123,9 +124,10 @@ struct SpoolDirectory {
         return (fd, file, bytes.count)
     }
 
-    /// Opens an existing segment to append after `length` bytes.
-    func openForAppend(_ file: String) throws -> Int32 {
-        let fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC)
+    /// Opens an existing segment for the writer, which writes at explicit offsets (`pwrite`). Not
+    /// `O_APPEND`: on Linux that makes `pwrite` ignore its offset.
+    func openForWriting(_ file: String) throws -> Int32 {
+        let fd = open(file, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw JournalError.spoolUnwritable("cannot open \(file): \(errnoText())") }
         return fd
     }
@@ -188,6 +190,30 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw JournalError.spoolUnwritable("write: \(errnoText())") }
             done += n
+        }
+    }
+}
+
+/// Writes all of `bytes` at `offset` of the file (`pwrite`, whatever the descriptor's position).
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+    var done = 0
+    while done < bytes.count {
+        let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw JournalError.spoolUnwritable("write: \(errnoText())") }
+        done += n
+    }
+}
+
+/// Writes zeros over `range` of the file, 64 KiB at a time.
+func writeZeros(_ fd: Int32, _ range: Range<Int>) throws {
+    let zeros = [UInt8](repeating: 0, count: min(64 * 1024, range.count))
+    var offset = range.lowerBound
+    try zeros.withUnsafeBytes { raw in
+        while offset < range.upperBound {
+            let count = min(raw.count, range.upperBound - offset)
+            try writeAll(fd, UnsafeRawBufferPointer(rebasing: raw[0..<count]), at: offset)
+            offset += count
         }
     }
 }

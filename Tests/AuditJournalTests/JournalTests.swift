@@ -73,6 +73,32 @@ func storeState(_ database: TestDatabase, chain: String = "gw-test") throws -> (
     }
 }
 
+extension SpoolFormatTests {
+    /// The writer writes zeros ahead of its frames (cheaper syncs); a crash leaves them in the newest
+    /// segment, and recovery must cut them off, keep every frame and continue the chain after them.
+    @Test func zerosWrittenAheadAreCutOffAfterACrash() async throws {
+        let spool = temporaryDirectory()
+        let running = journal(spool, store: nil)
+        try await running.start()
+        for index in 0..<10 { try await running.append(draft(index)) }
+        let written = try #require(running.locked { running.activeSegment?.syncedLength })
+        let segment = try #require(try SpoolDirectory(path: spool).segments().last)
+        #expect(segment.size > written, "the segment's file should reach past its frames with zeros")
+
+        // What a kill -9 at this moment leaves on disk: the files as they are, the journal still open.
+        let image = temporaryDirectory()
+        try FileManager.default.removeItem(atPath: image)
+        try FileManager.default.copyItem(atPath: spool, toPath: image)
+        await running.shutdown()
+
+        let recovered = journal(image, store: nil)
+        try await recovered.start()
+        #expect(try SpoolDirectory(path: image).segments().last?.size == written)
+        #expect(try await recovered.append(draft(10)).seq == 11)
+        await recovered.shutdown()
+    }
+}
+
 @Suite struct JournalTests {
     @Test func recordsGoToTheStoreInOrderAndTheChainVerifies() async throws {
         let database = try TestDatabase()
