@@ -112,11 +112,11 @@ run() {
     [ -z "$non2xx" ] || log "  $target: $non2xx responses were not 2xx"
     [ -z "$errors" ] || log "  $target: socket errors: $errors"
     local cores per_call pg_cores up_cores machine_cores
-    cores=$(awk -v c="$((c1 - c0))" -v k="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / k / (b - a) }')
+    # cores TICKS: CPU ticks over the run, as cores busy on average.
+    cores() { awk -v c="$1" -v k="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / k / (b - a) }'; }
+    cores=$(cores $((c1 - c0)))
     per_call=$(awk -v c="$((c1 - c0))" -v k="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.0f", n ? c / k / n * 1e6 : 0 }')
-    pg_cores=$(awk -v c="$((pg1 - pg0))" -v k="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / k / (b - a) }')
-    up_cores=$(awk -v c="$((up1 - up0))" -v k="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / k / (b - a) }')
-    machine_cores=$(awk -v c="$((m1 - m0))" -v k="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / k / (b - a) }')
+    pg_cores=$(cores $((pg1 - pg0))) up_cores=$(cores $((up1 - up0))) machine_cores=$(cores $((m1 - m0)))
     log "  $target $kind #$rep: $rps req/s, p50 ${p50} µs, p99 ${p99} µs, $requests calls, CPU $cores cores ($per_call µs/call), PostgreSQL $pg_cores cores, upstream $up_cores cores, machine $machine_cores cores busy"
     echo "$target $kind $rep $rps $p50 $p99 $requests $cores $per_call $pg_cores $up_cores $machine_cores" >>"$TMP/results.txt"
     if is_gateway "$target"; then
@@ -195,11 +195,10 @@ STORE_RATE=$(awk -v n="$STORE_RECORDS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.
 log "store floor: journal append $APPEND_US µs per record; shipping $STORE_RATE records/s, PostgreSQL $STORE_US µs per record, the shipper process $SHIPPER_US µs per record"
 
 # --- figures ----------------------------------------------------------------------------------------
+# median_of: the median of the numbers on stdin, then "min–max"; nothing for no numbers.
+median_of() { sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%s %s–%s\n", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 # median TARGET KIND COLUMN: median of a results column (1-based) over the repetitions; also "min–max".
-median() {
-    awk -v t="$1" -v k="$2" -v c="$3" '$1 == t && $2 == k { print $c }' "$TMP/results.txt" | sort -g |
-        awk '{ v[NR] = $1 } END { printf "%s %s–%s\n", v[int((NR + 1) / 2)], v[1], v[NR] }'
-}
+median() { awk -v t="$1" -v k="$2" -v c="$3" '$1 == t && $2 == k { print $c }' "$TMP/results.txt" | median_of; }
 VERIFY=$(verify_store) || true
 log "verify: $VERIFY"
 
@@ -241,10 +240,7 @@ awk '$2 == "throughput" && $4 > 0 {
         printf "%s %s %.1f %.1f %.1f %.1f %s\n", $1, $4, proxy, up, pg, m - proxy - up - pg, $12 }' \
     "$TMP/results.txt" >"$TMP/shares.txt"
 # share_median TARGET COLUMN: the median of a column of shares.txt over the target's runs.
-share_median() {
-    awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$TMP/shares.txt" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "" }'
-}
+share_median() { awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$TMP/shares.txt" | median_of | cut -d' ' -f1; }
 NGINX_REST=$(share_median nginx 6)
 for target in $TARGETS; do
     rps=$(share_median "$target" 2) proxy=$(share_median "$target" 3) up=$(share_median "$target" 4)

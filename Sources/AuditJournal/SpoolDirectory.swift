@@ -114,7 +114,7 @@ struct SpoolDirectory {
         guard fd >= 0 else { throw JournalError.spoolUnwritable("cannot create \(file): \(errnoText())") }
         let bytes = SpoolFormat.encodeHeader(header)
         do {
-            try writeAll(fd, bytes)
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, at: 0) }
             guard fdatasync(fd) == 0 else { throw JournalError.spoolUnwritable("fdatasync: \(errnoText())") }
             try syncDirectory()
         } catch {
@@ -180,18 +180,6 @@ func readRange(_ path: String, offset: Int, maxBytes: Int) throws -> [UInt8] {
     }
     if done < count { bytes.removeLast(count - done) }
     return bytes
-}
-
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
-    var done = 0
-    try bytes.withUnsafeBytes { raw in
-        while done < raw.count {
-            let n = write(fd, raw.baseAddress! + done, raw.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw JournalError.spoolUnwritable("write: \(errnoText())") }
-            done += n
-        }
-    }
 }
 
 /// Writes all of `bytes` at `offset` of the file (`pwrite`, whatever the descriptor's position).
