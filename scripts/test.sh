@@ -45,8 +45,11 @@ psql -qh 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE verifier_selftes
 "$bin/auditgate" migrate --database-url "postgresql://postgres@127.0.0.1:$PGPORT/verifier_selftest" >/dev/null
 bash tools/verify_chain_selftest.sh "postgresql://postgres@127.0.0.1:$PGPORT/verifier_selftest" "$bin"
 
-# The provider stand-in against the official SDKs, then the running gateway driven by those SDKs.
-python3 -m pytest -q -p no:cacheprovider tools/standin/test_standin.py tests/compat
+# The provider stand-in against the official SDKs, then the running gateway driven by those SDKs and by
+# every client the README's table names; then the run command itself, twice, from a fresh copy.
+AUDITGATE_CLIENTS_VENV=$(bash scripts/install-clients.sh)
+export AUDITGATE_CLIENTS_VENV
+python3 -m pytest -q -p no:cacheprovider tools/standin/test_standin.py tests/compat tests/run_command
 
 # The Swift suite (unit, store, journal, evidence) last.
 swift test --skip-build
