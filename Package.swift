@@ -38,7 +38,7 @@ let package = Package(
         /// The journal: spool, group-committed writer, shipper.
         .target(
             name: "AuditJournal",
-            dependencies: ["AuditCore", "AuditStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AuditCore", "AuditStore", "LibPQ", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         /// The YAML configuration of the contract, with validation.

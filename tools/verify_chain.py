@@ -62,14 +62,23 @@ SELECT e.chain_id,
               (e.input_tokens IS NULL)::int, (e.output_tokens IS NULL)::int,
               (e.cache_read_tokens IS NULL)::int, (e.cache_write_tokens IS NULL)::int,
               (e.latency_ms IS NULL)::int, (e.ttfb_ms IS NULL)::int, (e.redactions IS NULL)::int,
-              (e.body_sha256 IS NULL)::int, (e.detail IS NULL)::int, (b.body IS NULL)::int) AS null_flags
+              (e.body_sha256 IS NULL)::int, (e.detail IS NULL)::int, (b.body IS NULL)::int)
+              AS null_flags,
+       NULL AS canonical, NULL AS body_bytes, e.seq AS seq_order
 FROM audit.events e
 LEFT JOIN audit.bodies b
        ON b.chain_id = e.chain_id AND b.seq = e.seq AND b.recorded_at = e.recorded_at
-ORDER BY e.chain_id, e.seq;
+UNION ALL
+SELECT u.chain_id, u.seq::text,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       encode(u.prev_hash, 'hex'), encode(u.hash, 'hex'), NULL, '1111111111111111111111111111',
+       encode(u.canonical, 'hex'), encode(u.body, 'hex'), u.seq
+FROM audit.unstorable_records u
+ORDER BY chain_id, seq_order;
 """
 
-COLUMNS = FIELDS + ["prev_hash", "hash", "body", "null_flags"]
+COLUMNS = FIELDS + ["prev_hash", "hash", "body", "null_flags", "canonical", "body_bytes"]
 
 
 def query_for(chain_id=None):
@@ -77,7 +86,8 @@ def query_for(chain_id=None):
     if chain_id is None:
         return QUERY
     literal = "E'" + chain_id.replace("\\", "\\\\").replace("'", "''") + "'"
-    return QUERY.replace("ORDER BY", f"WHERE e.chain_id = {literal}\nORDER BY")
+    return (QUERY.replace("UNION ALL", f"WHERE e.chain_id = {literal}\nUNION ALL")
+            .replace("ORDER BY", f"WHERE u.chain_id = {literal}\nORDER BY"))
 
 
 def encode_field(value):
@@ -91,6 +101,31 @@ def encode_field(value):
 def canonical(values):
     """The canonical encoding of a record: the domain tag, then the 27 field texts in order."""
     return encode_field(DOMAIN_TAG) + b"".join(encode_field(v) for v in values)
+
+
+def decode_canonical(data):
+    """The 27 field texts of a canonical encoding (a record kept as bytes in audit.unstorable_records)."""
+    items, index = [], 0
+    while index < len(data):
+        marker = data[index]
+        index += 1
+        if marker == 0:
+            items.append(None)
+            continue
+        if marker != 1 or len(data) - index < 4:
+            raise Failure("malformed record: its canonical encoding is not a sequence of items")
+        length = int.from_bytes(data[index:index + 4], "big")
+        index += 4
+        if len(data) - index < length:
+            raise Failure("malformed record: an item of its canonical encoding runs past its end")
+        try:
+            items.append(data[index:index + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Failure("malformed record: an item of its canonical encoding is not UTF-8")
+        index += length
+    if len(items) != len(FIELDS) + 1 or items[0] != DOMAIN_TAG:
+        raise Failure("malformed record: its canonical encoding lacks the domain tag or has the wrong item count")
+    return items[1:]
 
 
 def chain_hash(prev_hash, encoding):
@@ -184,6 +219,17 @@ def verify(stream, partial=False, only_chain=None):
                 raise Failure("malformed record: null_flags is not 28 characters of 0 and 1")
             values = [None if flags[i] == "1" else row[index[name]] for i, name in enumerate(FIELDS)]
             body = None if flags[-1] == "1" else row[index["body"]]
+            if row[index["canonical"]]:
+                # A record kept as bytes: its fields are what its canonical encoding holds.
+                values = decode_canonical(parse_hex(row[index["canonical"]], "canonical"))
+                if values[0] != chain_id or values[1] != seq_text:
+                    raise Failure("malformed record: its canonical encoding names another chain_id or seq")
+                body = None
+                if row[index["body_bytes"]]:
+                    try:
+                        body = parse_hex(row[index["body_bytes"]], "body_bytes").decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise Failure("malformed record: its body is not UTF-8")
             if not seq_text.isascii() or not seq_text.isdigit() or str(int(seq_text)) != seq_text:
                 raise Failure(f"malformed record: seq '{seq_text}' is not a decimal integer")
             prev_hash = parse_hex(row[index["prev_hash"]], "prev_hash")

@@ -91,7 +91,8 @@ public struct AuditRecord: Sendable, Equatable {
     public static func sealKeepingCanonical(
         _ draft: RecordDraft, chainID: String, seq: Int64, recordedAtMicros: Int64, prevHash: [UInt8]
     ) -> (record: AuditRecord, canonical: [UInt8]) {
-        var fields = draft
+        // Made storable first, so that the hash covers exactly the text the store will hold.
+        var fields = draft.storable()
         if fields.bodySHA256 == nil, let body = fields.body { fields.bodySHA256 = SHA256.hash(body) }
         var record = AuditRecord(
             chainID: chainID, seq: seq, recordedAtMicros: recordedAtMicros, fields: fields, prevHash: prevHash, hash: [])

@@ -42,6 +42,9 @@ public struct GatewayMetrics: Sendable {
         registry.makeGauge(name: "auditgate_spool_max_bytes", labels: []).set(to: Double(journal.spoolMaxBytes))
         registry.makeGauge(name: "auditgate_store_reachable", labels: []).set(to: journal.storeReachable ? 1 : 0)
         registry.makeGauge(name: "auditgate_store_errors", labels: []).set(to: Double(journal.storeErrors))
+        registry.makeGauge(name: "auditgate_shipper_stalled", labels: []).set(to: journal.shipperStalledSeconds == nil ? 0 : 1)
+        registry.makeGauge(name: "auditgate_shipper_stalled_seconds", labels: []).set(to: Double(journal.shipperStalledSeconds ?? 0))
+        registry.makeGauge(name: "auditgate_unstorable_records", labels: []).set(to: Double(journal.unstorableRecords))
         registry.makeGauge(name: "auditgate_durability_spool", labels: []).set(to: journal.durability == .spool ? 1 : 0)
         return registry.emitToBuffer()
     }

@@ -268,6 +268,13 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
                     .serviceUnavailable,
                     "{\"status\":\"unavailable\",\"reason\":\"\(GatewayError.jsonEscape(reason))\",\"durability\":\"\(status.durability.rawValue)\"}")
             }
+            if let reason = status.notReadyReason {
+                // Calls are still taken (their records are durable in the spool), but a load balancer
+                // should know that nothing reaches the store.
+                return Self.json(
+                    .serviceUnavailable,
+                    "{\"status\":\"store_stalled\",\"reason\":\"\(GatewayError.jsonEscape(reason))\",\"durability\":\"\(status.durability.rawValue)\",\"backlog\":\(status.backlog)}")
+            }
             return Self.json(
                 .ok,
                 "{\"status\":\"ready\",\"durability\":\"\(status.durability.rawValue)\",\"store_reachable\":\(status.storeReachable),\"backlog\":\(status.backlog)}")

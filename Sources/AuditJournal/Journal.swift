@@ -42,6 +42,9 @@ public struct JournalConfiguration: Sendable {
     /// In `async` mode, how long queued records wait for more before the writer syncs them: the window
     /// a crash can lose grows by this much, and the writer syncs at most about 1/interval times a second.
     public var asyncSyncInterval: Duration
+    /// A shipper with records to ship that has not moved for this long is stalled: `/readyz` answers 503
+    /// with the reason, `/metrics` shows it, and it is logged once a minute.
+    public var shipperStallAfter: Duration = .seconds(30)
 
     /// Segments are at most a sixteenth of the cap (and at least 64 KiB): the newest segment is never
     /// deleted, so once the store has caught up the spool keeps at most that much, well under the cap,
@@ -89,6 +92,15 @@ public struct JournalStatus: Sendable {
     public var storeReachable: Bool
     public var storeErrors: Int
     public var lastStoreError: String?
+    /// Seconds since the shipper last moved while records wait, once that reaches `shipperStallAfter`.
+    public var shipperStalledSeconds: Int?
+    /// Records kept as bytes in `audit.unstorable_records` since start.
+    public var unstorableRecords: Int
+    /// Why `/readyz` says not ready although records can still be made durable (a stalled shipper).
+    public var notReadyReason: String? {
+        guard let shipperStalledSeconds else { return nil }
+        return "the audit store has taken no record for \(shipperStalledSeconds) s (\(lastStoreError ?? "no error reported")); \(backlog) records wait in the spool"
+    }
     /// Records written but not yet in the store.
     public var backlog: Int64 { max(0, durableSeq - shippedSeq) }
 }
@@ -123,6 +135,12 @@ public final class Journal: @unchecked Sendable {
     /// The segment the writer appends to, and how much of it is synced (the shipper reads only that).
     var activeSegment: (firstSeq: Int64, path: String, syncedLength: Int)?
     var storeReachable = false
+    /// When the shipper last stood level with the spool or shipped a batch (`notePosition`).
+    var lastShipProgress = ContinuousClock.now
+    var lastStallLog: ContinuousClock.Instant?
+    var unstorableRecords = 0
+    /// The current outage has been logged (`noteStoreError`); cleared when a batch ships.
+    var storeErrorLogged = false
     var storeErrors = 0
     var lastStoreError: String?
     var writerDone = false
@@ -304,11 +322,14 @@ public final class Journal: @unchecked Sendable {
             else if spoolBytes >= configuration.spoolMaxBytes {
                 JournalError.spoolFull(bytes: spoolBytes, cap: configuration.spoolMaxBytes).description
             } else { nil }
+        let sinceProgress = ContinuousClock.now - lastShipProgress
+        let stalled = durableSeq > shippedSeq && configuration.databaseURL != nil && sinceProgress >= configuration.shipperStallAfter
         return JournalStatus(
             durability: configuration.durability, acceptingRecords: reason == nil, refusalReason: reason,
             spoolBytes: spoolBytes, spoolMaxBytes: configuration.spoolMaxBytes, lastSeq: nextSeq - 1,
             durableSeq: durableSeq, shippedSeq: shippedSeq, storeReachable: storeReachable, storeErrors: storeErrors,
-            lastStoreError: lastStoreError)
+            lastStoreError: lastStoreError, shipperStalledSeconds: stalled ? Int(sinceProgress.seconds) : nil,
+            unstorableRecords: unstorableRecords)
     }
 
     /// Stops taking records, syncs what is queued, then lets the shipper move the spool into the store

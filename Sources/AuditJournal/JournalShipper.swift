@@ -1,6 +1,7 @@
 import AuditCore
 import AuditStore
 import Foundation
+import LibPQ
 import Logging
 
 /// Exponential backoff between reconnection attempts while the store is away.
@@ -65,24 +66,32 @@ extension Journal {
                     lock.lock()
                     shippedSeq = head?.seq ?? 0
                     storeReachable = true
+                    let inOutage = storeErrorLogged
                     lock.unlock()
                     store = connected
                     cursor = nil
-                    backoff.reset()
-                    logger.info("audit store connected", metadata: ["store_seq": "\(head?.seq ?? 0)"])
+                    // The backoff is reset by shipping, not by connecting: a store that takes the
+                    // connection but refuses every batch must not be retried 15 times a second.
+                    if !inOutage { logger.info("audit store connected", metadata: ["store_seq": "\(head?.seq ?? 0)"]) }
                 } catch {
                     noteStoreError(error)
+                    notePosition(shipped: false)
                     pause(backoff.take())
                     continue
                 }
             }
             do {
-                switch try shipSome(to: store!, cursor: &cursor) {
+                let step = try shipSome(to: store!, cursor: &cursor)
+                notePosition(shipped: { if case .shipped = step { true } else { false } }())
+                switch step {
                 case .nothing: pause(.milliseconds(100))
                 case .shipped(let count) where count < configuration.shipBatchRecords && running:
+                    backoff.reset()
                     // Not woken by the writer: let records gather for one larger COPY.
                     Thread.sleep(forTimeInterval: configuration.shipLinger.seconds)
-                case .shipped, .deleted: break
+                case .shipped:
+                    backoff.reset()
+                case .deleted: break
                 }
             } catch let error as JournalError {
                 // The spool itself is unreadable: keep the segment, say so, try again later.
@@ -93,6 +102,7 @@ extension Journal {
                 pause(configuration.maxBackoff)
             } catch {
                 noteStoreError(error)
+                notePosition(shipped: false)
                 store = nil
                 pause(backoff.take())
             }
@@ -102,14 +112,44 @@ extension Journal {
         lock.unlock()
     }
 
+    /// Keeps the instant the shipper last stood level with the spool or moved forward, and logs once a
+    /// minute while it has not for `shipperStallAfter` (the same condition makes `/readyz` 503).
+    private func notePosition(shipped: Bool) {
+        let now = ContinuousClock.now
+        lock.lock()
+        let recovered = shipped && storeErrorLogged
+        if shipped || shippedSeq >= durableSeq {
+            lastShipProgress = now
+            if shipped { storeErrorLogged = false }
+        }
+        let stalledFor = now - lastShipProgress
+        let logDue = stalledFor >= configuration.shipperStallAfter && (lastStallLog.map { now - $0 >= .seconds(60) } ?? true)
+        if logDue { lastStallLog = now }
+        let backlog = durableSeq - shippedSeq
+        let storeSeq = shippedSeq
+        let reason = lastStoreError ?? "no error reported"
+        lock.unlock()
+        if recovered {
+            logger.info("the audit store takes records again", metadata: ["store_seq": "\(storeSeq)", "backlog": "\(backlog)"])
+        }
+        if logDue {
+            logger.error(
+                "the audit store has taken no record for a while; records stay in the spool",
+                metadata: ["stalled_seconds": "\(Int(stalledFor.seconds))", "backlog": "\(backlog)", "error": "\(reason)"])
+        }
+    }
+
+    /// Counts every failure, but logs only the first of an outage (a store that takes the connection
+    /// and refuses every batch would otherwise log each retry); `notePosition` logs once a minute after.
     private func noteStoreError(_ error: any Error) {
         lock.lock()
-        let wasReachable = storeReachable
+        let firstOfOutage = !storeErrorLogged
+        storeErrorLogged = true
         storeReachable = false
         storeErrors += 1
         lastStoreError = String(describing: error)
         lock.unlock()
-        if wasReachable {
+        if firstOfOutage {
             logger.error("audit store unavailable; records stay in the spool", metadata: ["error": "\(error)"])
         }
     }
@@ -198,7 +238,7 @@ extension Journal {
                         "the spool does not continue the store's chain; shipping anyway, verify will show the gap",
                         metadata: ["store_seq": "\(shipped)", "spool_seq": "\(first.seq)"])
                 }
-                try store.insert(records)
+                try insertIsolatingRefusals(records, into: store)
                 lock.lock()
                 shippedSeq = records.last!.seq
                 lock.unlock()
@@ -214,6 +254,33 @@ extension Journal {
             }
         }
         return .nothing
+    }
+
+    /// Inserts a batch. When PostgreSQL refuses the batch for its data (`PGError.refusesData`), the
+    /// records go one by one, and each one it refuses is kept as bytes in `audit.unstorable_records`:
+    /// one record can never hold back the chain behind it. Any other error (connection, privileges)
+    /// is thrown, and the batch is retried after a backoff.
+    private func insertIsolatingRefusals(_ records: [AuditRecord], into store: ChainStore) throws {
+        do {
+            try store.insert(records)
+        } catch let error as PGError where error.refusesData {
+            logger.warning(
+                "the store refused a batch for its data; shipping its records one by one",
+                metadata: ["sqlstate": "\(error.sqlState ?? "")", "first_seq": "\(records.first?.seq ?? 0)", "count": "\(records.count)"])
+            for record in records {
+                do {
+                    try store.insert([record])
+                } catch let refusal as PGError where refusal.refusesData {
+                    try store.insertUnstorable(record, refusedWith: refusal.sqlState ?? "")
+                    lock.lock()
+                    unstorableRecords += 1
+                    lock.unlock()
+                    logger.error(
+                        "a record the store refuses as text is kept as bytes in audit.unstorable_records; verify reads it there",
+                        metadata: ["chain_id": "\(record.chainID)", "seq": "\(record.seq)", "sqlstate": "\(refusal.sqlState ?? "")"])
+                }
+            }
+        }
     }
 
     private func deleteSegment(_ segment: SpoolDirectory.Segment) throws {

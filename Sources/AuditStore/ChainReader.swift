@@ -18,31 +18,48 @@ public struct ChainReader {
         """
 
     /// Streams every record with `recorded_at` in `[from, to)` (either bound optional; RFC 3339 or any
-    /// `timestamptz` text) in (`chain_id`, `seq`) order.
+    /// `timestamptz` text) in (`chain_id`, `seq`) order: the rows of `audit.events`, and the records kept
+    /// as bytes in `audit.unstorable_records`, whose field texts come from their canonical encoding.
     public func forEachRecord(from: String?, to: String?, _ body: (StoredRecord) throws -> Void) throws {
+        let fieldCount = CanonicalEncoding.fieldNames.count
+        let placeholders = Array(repeating: "NULL", count: fieldCount - 2).joined(separator: ", ")
         let sql = """
-            SELECT \(Self.selectFields)
+            SELECT \(Self.selectFields), NULL::bytea AS canonical, NULL::bytea AS raw_body, e.seq AS seq_order
             FROM audit.events e
             LEFT JOIN audit.bodies b ON b.chain_id = e.chain_id AND b.seq = e.seq AND b.recorded_at = e.recorded_at
             WHERE ($1::timestamptz IS NULL OR e.recorded_at >= $1::timestamptz)
               AND ($2::timestamptz IS NULL OR e.recorded_at < $2::timestamptz)
-            ORDER BY e.chain_id, e.seq
+            UNION ALL
+            SELECT u.chain_id, u.seq::text, \(placeholders), u.prev_hash, u.hash, NULL, u.canonical, u.body, u.seq
+            FROM audit.unstorable_records u
+            WHERE ($1::timestamptz IS NULL OR u.recorded_at >= $1::timestamptz)
+              AND ($2::timestamptz IS NULL OR u.recorded_at < $2::timestamptz)
+            ORDER BY chain_id, seq_order
             """
-        let fieldCount = CanonicalEncoding.fieldNames.count
         try connection.forEachRow(sql, [from, to]) { row in
-            let values = (0..<fieldCount).map { row.string($0) }
-            guard let chainID = values[0], let seq = values[1].flatMap({ Int64($0) }) else { return }
+            var values = (0..<fieldCount).map { row.string($0) }
+            var text = row.string(fieldCount + 2)
+            if let canonical = row.bytes(fieldCount + 3) {
+                // Kept as bytes: the fields are what the encoding holds; one that does not decode
+                // gives texts that cannot match the hash, which verification then reports.
+                values = CanonicalEncoding.decode(canonical[...]) ?? values
+                text = row.bytes(fieldCount + 4).map { String(decoding: $0, as: UTF8.self) }
+            }
+            guard let chainID = row.string(0), let seq = row.string(1).flatMap({ Int64($0) }) else { return }
             try body(
                 StoredRecord(
                     chainID: chainID, seq: seq, prevHash: row.bytes(fieldCount) ?? [], hash: row.bytes(fieldCount + 1) ?? [],
-                    values: values, body: row.string(fieldCount + 2)))
+                    values: values, body: text))
         }
     }
 
     /// The hash of one record, to anchor a period's first record to the one before it.
     public func hash(chainID: String, seq: Int64) throws(PGError) -> [UInt8]? {
         let result = try connection.execute(
-            "SELECT hash FROM audit.events WHERE chain_id = $1 AND seq = $2", [chainID, String(seq)])
+            """
+            SELECT hash FROM audit.events WHERE chain_id = $1 AND seq = $2
+            UNION ALL SELECT hash FROM audit.unstorable_records WHERE chain_id = $1 AND seq = $2
+            """, [chainID, String(seq)])
         return result.rowCount > 0 ? result.bytes(0, 0) : nil
     }
 

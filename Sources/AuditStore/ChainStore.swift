@@ -27,6 +27,21 @@ public final class ChainStore {
 
     static let eventColumns = CanonicalEncoding.fieldNames + ["prev_hash", "hash"]
 
+    /// Keeps one record the store refused as text (`audit.unstorable_records`): its canonical encoding
+    /// and body as bytes, so its hash still verifies and the chain behind it can be shipped.
+    public func insertUnstorable(_ record: AuditRecord, refusedWith sqlState: String) throws(PGError) {
+        _ = try connection.execute(
+            """
+            INSERT INTO audit.unstorable_records (chain_id, seq, recorded_at, canonical, body, prev_hash, hash, refused_with)
+            VALUES ($1, $2, $3::timestamptz, $4::bytea, $5::bytea, $6::bytea, $7::bytea, $8)
+            """,
+            [
+                StorableText.make(record.chainID), String(record.seq), Timestamp.postgresText(micros: record.recordedAtMicros),
+                PGBytea.literal(CanonicalEncoding.encode(record)), record.fields.body.map { PGBytea.literal(Array($0.utf8)) },
+                PGBytea.literal(record.prevHash), PGBytea.literal(record.hash), sqlState,
+            ])
+    }
+
     /// Inserts records in one transaction: all of them or none.
     public func insert(_ records: [AuditRecord]) throws {
         guard !records.isEmpty else { return }

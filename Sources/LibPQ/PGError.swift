@@ -36,6 +36,13 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
         kind == .connection || (sqlState.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? false)
     }
 
+    /// True when the server refused the statement for the data it carried (SQLSTATE class 22, data
+    /// exception, such as 22021 for U+0000 in text; class 54, program limit exceeded, such as a value too
+    /// large): sending the same values again can never succeed, unlike a connection or privilege error.
+    public var refusesData: Bool {
+        kind == .server && (sqlState.map { $0.hasPrefix("22") || $0.hasPrefix("54") } ?? false)
+    }
+
     static func fromConnection(_ connection: OpaquePointer?) -> PGError {
         let raw = connection.flatMap { PQerrorMessage($0) }.map { String(cString: $0) } ?? "unknown error"
         return PGError(kind: .connection, message: PGError.firstLine(raw))

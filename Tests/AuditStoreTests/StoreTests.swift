@@ -49,7 +49,7 @@ func reportVerify(_ database: TestDatabase, _ extra: [String] = []) throws -> (s
         #expect(first.contains("schema up to date"))
         #expect(second.contains("schema up to date"))
         #expect(try database.scalar(catalog) == before)
-        #expect(try database.scalar("SELECT count(*) FROM audit.schema_migrations") == "3")
+        #expect(try database.scalar("SELECT count(*) FROM audit.schema_migrations") == "4")
     }
 
     @Test func migrateOnAFreshDatabaseAppliesEveryFileInOrder() throws {
@@ -60,6 +60,7 @@ func reportVerify(_ database: TestDatabase, _ extra: [String] = []) throws -> (s
         let output = try runCommand(binDirectory + "/auditgate", ["migrate", "--database-url", url])
         #expect(output.split(separator: "\n").map(String.init) == [
             "applied 0001 roles_and_schema", "applied 0002 events_and_bodies", "applied 0003 exchanges_view",
+            "applied 0004 unstorable_records",
         ])
     }
 
