@@ -33,12 +33,18 @@ struct ReceivedRequest {
     var bodyTooLarge: Bool
     var clientIP: String?
 
-    init(head: HTTPRequestHead, body: ByteBuffer?, bodyTooLarge: Bool, clientIP: String?) {
+    /// Credentials given in the query string (`key=`, `api_key=`, or any value equal to a client key),
+    /// already removed from `query`: they are neither forwarded nor recorded.
+    var queryCredentials: [String] = []
+
+    init(head: HTTPRequestHead, body: ByteBuffer?, bodyTooLarge: Bool, clientIP: String?, isClientKey: (String) -> Bool = { _ in false }) {
         self.head = head
         let uri = Substring(head.uri)
         if let mark = uri.firstIndex(of: "?") {
             path = uri[..<mark]
-            query = uri[uri.index(after: mark)...]
+            let split = QueryCredentials.split(uri[uri.index(after: mark)...], isClientKey: isClientKey)
+            query = split.query
+            queryCredentials = split.credentials
         } else {
             path = uri
             query = nil
@@ -46,6 +52,55 @@ struct ReceivedRequest {
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.clientIP = clientIP
+    }
+}
+
+/// Credentials in a query string (`?key=…`, as Google's API clients send them): accepted as a
+/// credential form, and removed from what is forwarded and recorded, so a key never reaches the
+/// provider or the store through the URL.
+enum QueryCredentials {
+    /// Parameter names that carry a key whatever their value.
+    static let names: Set<Substring> = ["key", "api_key", "api-key", "apikey"]
+
+    /// The query without its credential parameters (nil when nothing is left), and their values.
+    static func split(_ query: Substring, isClientKey: (String) -> Bool) -> (query: Substring?, credentials: [String]) {
+        guard !query.isEmpty else { return (query, []) }
+        var kept: [Substring] = []
+        var credentials: [String] = []
+        for parameter in query.split(separator: "&", omittingEmptySubsequences: false) {
+            let equals = parameter.firstIndex(of: "=")
+            let name = equals.map { parameter[..<$0] } ?? parameter
+            let rawValue = equals.map { parameter[parameter.index(after: $0)...] } ?? ""
+            let value = percentDecoded(rawValue)
+            if names.contains(Substring(percentDecoded(name).lowercased())) || (!value.isEmpty && isClientKey(value)) {
+                if !value.isEmpty { credentials.append(value) }
+            } else {
+                kept.append(parameter)
+            }
+        }
+        guard !credentials.isEmpty || kept.count != query.split(separator: "&", omittingEmptySubsequences: false).count else {
+            return (query, [])
+        }
+        return (kept.isEmpty ? nil : Substring(kept.joined(separator: "&")), credentials)
+    }
+
+    static func percentDecoded(_ text: Substring) -> String {
+        guard text.contains(where: { $0 == "%" || $0 == "+" }) else { return String(text) }
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), utf8.count >= 2,
+                let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -114,21 +169,77 @@ public final class Gateway: Sendable {
 
     var configuration: GatewayConfiguration { settings.configuration }
 
+    /// What can be refused on the request head alone, before its body is read: no valid key (unless the
+    /// path is one of the gateway's own endpoints, which check keys by their own rules, or a
+    /// connectivity probe), and a declared `Content-Length` over `server.max_body_bytes`.
+    func admit(_ head: HTTPRequestHead) -> GatewayError? {
+        let request = receivedHead(head, clientIP: nil)
+        let path = request.path
+        let ownEndpoint =
+            (head.method == .GET && ["/healthz", "/readyz", "/metrics"].contains(path))
+            || (head.method == .HEAD && GatewayConnectionHandler.connectivityProbes.contains(path))
+        if !ownEndpoint, case .failure(let error) = identify(head.headers, queryCredentials: request.queryCredentials) {
+            return error
+        }
+        let limit = configuration.server.maxBodyBytes
+        if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > limit {
+            return .tooLarge(limit)
+        }
+        return nil
+    }
+
+    /// A request as received, its query's credentials split off (`QueryCredentials`).
+    func receivedHead(_ head: HTTPRequestHead, body: ByteBuffer? = nil, bodyTooLarge: Bool = false, clientIP: String?) -> ReceivedRequest {
+        let auth = configuration.auth
+        return ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP) {
+            auth.clientKey(forCredential: $0) != nil
+        }
+    }
+
+    /// The request record of a refused call as far as its head tells (who, if known; which route), and
+    /// the error shape of the API it called.
+    func refusalDraft(_ request: ReceivedRequest, requestID: String) -> (RecordDraft, Provider) {
+        let (draft, shape) = requestDraft(request, requestID: requestID)
+        var opening = draft
+        if case .success(let caller) = identify(request.head.headers, queryCredentials: request.queryCredentials) {
+            opening.userID = caller.userID
+            opening.teamID = caller.teamID
+            opening.keyID = caller.keyID
+        }
+        let path = String(request.path)
+        if let route = APIRoute.resolve(
+            method: request.head.method.rawValue, path: path, hasAnthropicVersion: request.head.headers.contains(name: "anthropic-version"))
+        {
+            opening.api = route.api
+            opening.provider = route.provider.rawValue
+            return (opening, route.provider)
+        }
+        return (opening, shape)
+    }
+
+    /// The request record's head fields, and the error shape of the path.
+    private func requestDraft(_ request: ReceivedRequest, requestID: String) -> (RecordDraft, Provider) {
+        let head = request.head
+        let path = String(request.path)
+        let shape = APIRoute.errorShape(path: path, hasAnthropicVersion: head.headers.contains(name: "anthropic-version"))
+        var draft = RecordDraft(kind: .request, requestID: requestID)
+        draft.clientIP = request.clientIP
+        draft.method = head.method.rawValue
+        draft.path = request.query.map { path + "?" + $0 } ?? path
+        return (draft, shape)
+    }
+
     /// Identity, route, size, classification and the request record's contents, in that order: an
     /// unknown key is refused before anything about the call is looked at.
     func decide(_ request: ReceivedRequest, requestID: String) -> CallDecision {
         let head = request.head
         let hasAnthropicVersion = head.headers.contains(name: "anthropic-version")
         let path = String(request.path)
-        let shape = APIRoute.errorShape(path: path, hasAnthropicVersion: hasAnthropicVersion)
-        var draft = RecordDraft(kind: .request, requestID: requestID)
-        draft.clientIP = request.clientIP
-        draft.method = head.method.rawValue
-        draft.path = request.query.map { path + "?" + $0 } ?? path
+        var (draft, shape) = requestDraft(request, requestID: requestID)
 
         // 1. Identity. An unknown key is refused and audited, never forwarded.
         let caller: Caller
-        switch identify(head.headers) {
+        switch identify(head.headers, queryCredentials: request.queryCredentials) {
         case .success(let found): caller = found
         case .failure(let error): return .refuse(error, draft: draft, shape: shape)
         }
@@ -181,14 +292,18 @@ public final class Gateway: Sendable {
                 dropUsageChunk: dropUsageChunk))
     }
 
-    func identify(_ headers: HTTPHeaders) -> Result<Caller, GatewayError> {
+    func identify(_ headers: HTTPHeaders, queryCredentials: [String] = []) -> Result<Caller, GatewayError> {
         let auth = configuration.auth
         if auth.mode == .off { return .success(Caller()) }
-        let credential = HeaderPolicy.clientCredential(
+        let credential: String
+        switch HeaderPolicy.clientCredential(
             authorization: headers.first(name: "authorization"), xAPIKey: headers.first(name: "x-api-key"),
-            xGoogAPIKey: headers.first(name: "x-goog-api-key"))
-        guard let credential else {
-            return .failure(.unauthorized("no API key: send your AuditGate key as x-api-key or Authorization: Bearer"))
+            xGoogAPIKey: headers.first(name: "x-goog-api-key"), query: queryCredentials)
+        {
+        case .none: return .failure(.unauthorized("no API key: send your AuditGate key as x-api-key or Authorization: Bearer"))
+        case .conflicting:
+            return .failure(.unauthorized("conflicting credentials: the request carries two different API keys; send one"))
+        case .key(let key): credential = key
         }
         guard let key = auth.clientKey(forCredential: credential) else {
             return .failure(.unauthorized("invalid API key for this AuditGate gateway"))
@@ -254,7 +369,14 @@ public final class Gateway: Sendable {
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.readableBytes))
         headers.add(name: "x-auditgate-request-id", value: requestID)
-        if error.status == 503 { headers.add(name: "retry-after", value: "5") }
+        // The SDKs and Claude Code obey these: a wrong key or a bad request is not worth a retry (Claude
+        // Code otherwise retries a 401 with backoff for minutes, each try a denied row); an overloaded
+        // gateway says when to come back.
+        switch error.status {
+        case 400, 401, 403, 404, 413, 431: headers.add(name: "x-should-retry", value: "false")
+        case 429, 503: headers.add(name: "retry-after", value: "5")
+        default: break
+        }
         return (HTTPResponseStatus(statusCode: error.status), headers, body)
     }
 

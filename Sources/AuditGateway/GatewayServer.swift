@@ -136,19 +136,29 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let received):
-            head = received
             body = nil
-            let limit = gateway.configuration.server.maxBodyBytes
-            bodyTooLarge = received.headers.first(name: "content-length").flatMap { Int($0) }.map { $0 > limit } ?? false
+            bodyTooLarge = false
+            // Admission on the head alone, before a byte of the body is read or `100 Continue` invites
+            // it: a caller without a valid key, or with a declared body over the limit, costs no memory.
+            if let refusal = gateway.admit(received) {
+                refuseBeforeBody(refusal, head: received, context: context)
+                return
+            }
+            head = received
             // curl asks before sending a larger body; without an answer it waits a second first.
-            if !bodyTooLarge, received.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            if received.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: received.version, status: .continue))), promise: nil)
             }
         case .body(var chunk):
-            guard !bodyTooLarge else { return }
+            guard let head else { return }  // the body of a request refused on its head: not read further
             if (body?.readableBytes ?? 0) + chunk.readableBytes > gateway.configuration.server.maxBodyBytes {
-                bodyTooLarge = true
+                // A chunked body past the limit: refused at once, and not read any further.
+                self.head = nil
                 body = nil
+                answering = true
+                closeAfterAnswer = true
+                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+                dispatch(gateway.receivedHead(head, bodyTooLarge: true, clientIP: clientIP), context: context)
             } else if body == nil {
                 body = chunk
             } else {
@@ -158,8 +168,35 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             guard let head else { return }
             self.head = nil
             answering = true
-            dispatch(ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP), context: context)
+            dispatch(gateway.receivedHead(head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP), context: context)
             body = nil
+        }
+    }
+
+    /// Answers a request refused on its head (`Gateway.admit`), recorded like any refusal. A request
+    /// that announced a body is answered with `connection: close` and its body is never read (reading
+    /// it only to throw it away is what a flood of keyless uploads would want).
+    private func refuseBeforeBody(_ error: GatewayError, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let announcesBody = head.headers.contains(name: "transfer-encoding")
+            || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0
+        self.head = nil
+        answering = true
+        if announcesBody {
+            closeAfterAnswer = true
+            try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        }
+        let request = gateway.receivedHead(head, clientIP: clientIP)
+        let requestID = Gateway.newRequestID()
+        let (draft, shape) = gateway.refusalDraft(request, requestID: requestID)
+        let keepAlive = head.isKeepAlive && !announcesBody
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
+        let gateway = self.gateway
+        gateway.recordRefusal(error, draft: draft, started: ContinuousClock.now) {
+            loop.executeHere {
+                let (status, headers, body) = gateway.errorResponse(error, shape: shape, requestID: requestID)
+                bound.value.handler.write(status, headers: headers, body: body, keepAlive: keepAlive, context: bound.value.context)
+            }
         }
     }
 
@@ -209,9 +246,19 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     private func dispatch(_ request: ReceivedRequest, context: ChannelHandlerContext) {
-        let keepAlive = request.head.isKeepAlive
+        // An HTTP/1.0 client cannot be sent a chunked stream: its answer is close-delimited, so the
+        // connection closes after it even if the client asked to keep it alive.
+        let keepAlive = request.head.isKeepAlive && (request.head.version.major, request.head.version.minor) >= (1, 1)
         if request.head.method == .GET, let answer = builtinAnswer(request) {
             write(answer.status, headers: answer.headers, body: answer.body, keepAlive: keepAlive, context: context)
+            return
+        }
+        if request.head.method == .HEAD, Self.connectivityProbes.contains(request.path) {
+            // Claude Code's start-up probes, sent without a key: an empty 200 and no record. It tells
+            // nothing a TCP connect does not, and a refusal would be retried and counted as a denial.
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: "0")
+            write(.ok, headers: headers, body: ByteBuffer(), keepAlive: keepAlive, context: context)
             return
         }
         let started = ContinuousClock.now
@@ -237,6 +284,9 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// `HEAD` paths answered 200 without a key or a record (`llm-wire-formats.md`, Claude Code).
+    static let connectivityProbes: Set<Substring> = ["/", "/api/hello"]
+
     private func write(_ status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, keepAlive: Bool, context: ChannelHandlerContext) {
         let closing = !keepAlive || closeAfterAnswer
         context.writeWholeAnswer(version: .http1_1, status: status, headers: headers, body: body, close: closing)
@@ -251,7 +301,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         /// `/healthz` is open under `all_except_health`; under `strict` every path wants a key.
         func guarded(openUnder modes: Set<GatewayConfiguration.Auth.Mode>) -> (HTTPResponseStatus, HTTPHeaders, ByteBuffer)? {
             guard !modes.contains(auth.mode) else { return nil }
-            if case .failure(let error) = gateway.identify(request.head.headers) {
+            if case .failure(let error) = gateway.identify(request.head.headers, queryCredentials: request.queryCredentials) {
                 return gateway.errorResponse(error, shape: .openai, requestID: "-")
             }
             return nil

@@ -10,10 +10,11 @@ public enum HeaderPolicy {
         "x-goog-api-key", "cookie", "accept-encoding", "expect",
     ]
 
-    /// Not returned to the client: hop-by-hop and framing, which the gateway's server sets itself.
+    /// Not returned to the client: hop-by-hop and framing, which the gateway's server sets itself, and
+    /// credentials a provider might echo (the provider key must never reach a client).
     static let droppedResponseHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-        "content-length", "set-cookie",
+        "content-length", "set-cookie", "x-api-key", "authorization", "proxy-authorization", "x-goog-api-key",
     ]
 
     public static func forwardsRequestHeader(_ lowercasedName: String) -> Bool {
@@ -24,18 +25,45 @@ public enum HeaderPolicy {
         !droppedResponseHeaders.contains(lowercasedName)
     }
 
-    /// The client's credential, from any of the four accepted forms.
-    public static func clientCredential(authorization: String?, xAPIKey: String?, xGoogAPIKey: String?) -> String? {
-        if let authorization, !authorization.isEmpty {
-            let trimmed = authorization.trimmingSpaces()
-            if trimmed.lowercased().hasPrefix("bearer ") {
-                return String(trimmed.dropFirst(7)).trimmingSpaces()
+    /// The header names a message's `Connection` header lists: hop-by-hop for that message too
+    /// (RFC 9110 §7.6.1), so they are dropped in both directions. Lower-cased; empty when there are none.
+    public static func connectionListed(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {
+        var names = Set<String>()
+        for (name, value) in headers where name.lowercased() == "connection" {
+            for token in value.split(separator: ",") {
+                let trimmed = token.trimmingSpaces().lowercased()
+                if !trimmed.isEmpty { names.insert(trimmed) }
             }
-            return trimmed
         }
-        if let xAPIKey, !xAPIKey.isEmpty { return xAPIKey.trimmingSpaces() }
-        if let xGoogAPIKey, !xGoogAPIKey.isEmpty { return xGoogAPIKey.trimmingSpaces() }
-        return nil
+        return names
+    }
+
+    /// The client's credential from the accepted forms, or why none can be used.
+    public enum Credential: Equatable {
+        case none
+        case key(String)
+        /// Two forms carry different keys: which one the caller meant cannot be told, so neither is used.
+        case conflicting
+    }
+
+    /// The client's credential, from any of the four accepted forms. The same key in several forms is
+    /// one credential (Claude Code's `apiKeyHelper` sends it as both `x-api-key` and `Authorization`).
+    public static func clientCredential(
+        authorization: String?, xAPIKey: String?, xGoogAPIKey: String?, query: [String] = []
+    ) -> Credential {
+        var found: String?
+        for candidate in [authorization.map(bearerToken), xAPIKey?.trimmingSpaces(), xGoogAPIKey?.trimmingSpaces()] + query {
+            guard let candidate, !candidate.isEmpty else { continue }
+            if let found, found != candidate { return .conflicting }
+            found = candidate
+        }
+        return found.map { .key($0) } ?? .none
+    }
+
+    static func bearerToken(_ authorization: String) -> String {
+        let trimmed = authorization.trimmingSpaces()
+        if trimmed.lowercased().hasPrefix("bearer ") { return String(trimmed.dropFirst(7)).trimmingSpaces() }
+        return trimmed
     }
 }
 

@@ -199,7 +199,10 @@ final class ProxyCall: UpstreamDelegate {
 
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 2)
-        for (name, value) in head.headers where HeaderPolicy.returnsResponseHeader(name.lowercased()) {
+        let listed = head.headers.contains(name: "connection") ? HeaderPolicy.connectionListed(head.headers) : []
+        for (name, value) in head.headers {
+            let lowercased = name.lowercased()
+            guard HeaderPolicy.returnsResponseHeader(lowercased), listed.isEmpty || !listed.contains(lowercased) else { continue }
             headers.add(name: name, value: value)
         }
         headers.add(name: "x-auditgate-request-id", value: requestID)

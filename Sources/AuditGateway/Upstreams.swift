@@ -128,7 +128,10 @@ public final class UpstreamConnector: Sendable {
         var headers = HTTPHeaders()
         headers.reserveCapacity(clientHeaders.count + 4)
         headers.add(name: "host", value: authority)
-        for (name, value) in clientHeaders where HeaderPolicy.forwardsRequestHeader(name.lowercased()) {
+        let listed = clientHeaders.contains(name: "connection") ? HeaderPolicy.connectionListed(clientHeaders) : []
+        for (name, value) in clientHeaders {
+            let lowercased = name.lowercased()
+            guard HeaderPolicy.forwardsRequestHeader(lowercased), listed.isEmpty || !listed.contains(lowercased) else { continue }
             headers.add(name: name, value: value)
         }
         if let credential { headers.add(name: credential.name, value: credential.value) }

@@ -550,13 +550,14 @@ def openai_client(stack):
 def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: Path, auth_mode: str = "strict",
                        host: str = "127.0.0.1", anthropic_base_url: str | None = None,
                        openai_base_url: str | None = None, first_byte_timeout_seconds: int | None = None,
-                       egress_proxy: str | None = None, egress_ca_file: str | Path | None = None) -> str:
+                       egress_proxy: str | None = None, egress_ca_file: str | Path | None = None,
+                       max_body_bytes: int = 1048576) -> str:
     """The session stack's configuration (same database, keys, stand-in) with some keys changed."""
     su_url, _ = _require_env()
     text = config_yaml(
         port=port, database_url=writer_url(su_url, stack.db_name), standin_url=stack.standin_url,
         keys=[(stack.alice_key, "alice", "risk"), (stack.bob_key, "bob", "ops")], chain_id=chain_id,
-        spool_dir=spool_dir,
+        spool_dir=spool_dir, max_body_bytes=max_body_bytes,
     )
     q = json.dumps
     lines = text.split("\n")

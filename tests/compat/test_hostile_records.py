@@ -71,3 +71,233 @@ def test_nul_in_every_recorded_value_ships_and_the_gateway_keeps_serving(stack, 
     assert stack.psql("SELECT count(*) FROM audit.unstorable_records").strip() == "0", \
         "sealed records are storable as text: nothing needs to be kept as bytes"
     verify_both(stack)
+
+
+# ------------------------------------------------------------------------------------------------
+# admission before work: the key and the declared size are checked on the head
+
+
+def read_answer(sock, timeout: float = 10) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 answer from a raw socket: status, headers (lower-case names) and its body."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def connect(stack):
+    import socket
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def denied_rows(stack, since: str) -> list:
+    out = stack.psql("SELECT outcome, status_code, path, coalesce(user_id, '') FROM audit.exchanges "
+                     f"WHERE started_at > '{since}' ORDER BY started_at")
+    return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+
+def now(stack) -> str:
+    return stack.psql("SELECT clock_timestamp()").strip()
+
+
+def test_a_keyless_upload_is_refused_on_its_head_without_100_continue(stack):
+    since = now(stack)
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nExpect: 100-continue\r\ncontent-length: 31457280\r\n\r\n")
+        status, headers, body = read_answer(sock)
+    assert status == 401, (status, headers)
+    assert headers.get("x-should-retry") == "false" and headers.get("connection") == "close", headers
+    assert json.loads(body)["error"]["type"] == "authentication_error"
+    deadline = __import__("time").monotonic() + 10
+    while not denied_rows(stack, since) and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.2)
+    assert denied_rows(stack, since) == [("denied", "401", "/v1/messages", "")]
+
+
+def test_a_declared_body_over_the_limit_gets_413_at_once(stack):
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"authorization: Bearer " + stack.bob_key.encode() + b"\r\ncontent-length: 4194304\r\n\r\n")
+        status, headers, body = read_answer(sock)  # no byte of the body was sent
+    assert status == 413, (status, headers)
+    assert headers.get("x-should-retry") == "false"
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
+def test_a_chunked_body_stops_being_read_at_the_limit(stack):
+    import select
+    offered = 400 * 65536  # 25 MiB against a 1 MiB limit
+    sent = 0
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+        try:
+            while sent < offered and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(chunk)  # blocks once the gateway stops reading and the buffers are full
+                sent += 65536
+        except OSError:
+            pass
+        status, headers, body = read_answer(sock)
+    assert status == 413, (status, headers)
+    assert headers.get("connection") == "close"
+    assert json.loads(body)["error"]["type"] == "request_too_large"
+    assert sent < offered, "the gateway read the whole oversized body before answering"
+
+
+def test_thirty_two_keyless_30_mb_uploads_cost_no_memory(stack, make_gateway):
+    """RSS stays within 50 MB of idle on a gateway that accepts 32 MiB bodies: the body of a request
+    refused on its head is never read."""
+    import threading
+    gw = make_gateway("memory", max_body_bytes=32 * 1024 * 1024)
+    pid = gw.proc.pid
+    port = gw.port
+
+    def rss_mb() -> float:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    idle = rss_mb()
+    body = b"{" + b" " * (30 * 1024 * 1024 - 2) + b"}"
+    peak = [idle]
+
+    def upload():
+        import socket
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n" % len(body))
+                sock.sendall(body)  # as fast as the gateway takes it (it does not)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=upload) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        peak[0] = max(peak[0], rss_mb())
+        __import__("time").sleep(0.1)
+    for t in threads:
+        t.join(60)
+    peak[0] = max(peak[0], rss_mb())
+    assert peak[0] - idle < 50, f"RSS went from {idle:.0f} MB to {peak[0]:.0f} MB"
+    # and the gateway still serves
+    r = http("GET", gw.url + "/healthz", {"x-api-key": stack.alice_key})
+    assert r.status == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# credentials and hop-by-hop headers
+
+
+def test_two_different_keys_are_refused_and_the_same_key_twice_is_one(stack, exchange):
+    headers = {**AJSON, "x-api-key": stack.alice_key, "authorization": f"Bearer {stack.bob_key}"}
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": tag()}]}).encode()
+    r = http("POST", stack.base_url + "/v1/messages", headers, body)
+    assert r.status == 401 and "conflicting credentials" in r.json()["error"]["message"], r
+    assert r.headers.get("x-should-retry") == "false"
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), outcome="denied", status_code=401, user_id=None)
+    # Claude Code's apiKeyHelper sends its key in both forms.
+    r = http("POST", stack.base_url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key,
+                                                       "authorization": f"Bearer {stack.alice_key}"}, body)
+    assert r.status == 200, r
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), outcome="ok")
+
+
+def test_credentials_echoed_by_a_provider_and_connection_named_headers_do_not_cross(stack, exchange):
+    t = tag()
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": t}]}).encode()
+    # A raw socket: urllib replaces any Connection header with its own.
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\nx-standin-echo-credentials: 1\r\nconnection: keep-alive, x-client-hop\r\n"
+                     b"x-client-hop: secret\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        status, headers, _ = read_answer(sock)
+    assert status == 200, (status, headers)
+    for name in ("x-api-key", "authorization", "proxy-authorization", "x-hop-secret"):
+        assert name not in headers, f"{name} reached the client: {headers.get(name)}"
+    sent = stack.standin.find(t)[0]
+    names = {name.lower() for name, _ in sent["headers"]}
+    assert "x-client-hop" not in names, "a header named in the client's Connection went upstream"
+    check_row(exchange(headers.get(GATEWAY_ID_HEADER)), **alice(stack), outcome="ok")
+
+
+def test_claude_codes_probes_get_200_and_leave_no_row(stack):
+    since = now(stack)
+    for path in ("/", "/api/hello"):
+        r = http("HEAD", stack.base_url + path)
+        assert r.status == 200, (path, r)
+    r = http("GET", stack.base_url + "/v1/nowhere", {"x-api-key": stack.alice_key})
+    assert r.status == 404 and r.headers.get("x-should-retry") == "false"
+    __import__("time").sleep(1)
+    assert [row[2] for row in denied_rows(stack, since)] == ["/v1/nowhere"], "the probes were recorded"
+
+
+def test_a_key_in_the_query_string_is_a_credential_and_goes_nowhere(stack, exchange):
+    t = tag()
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": t}]}).encode()
+    r = http("POST", stack.base_url + f"/v1/messages?beta=true&key={stack.alice_key}", AJSON, body)
+    assert r.status == 200, r
+    sent = stack.standin.find(t)[0]
+    assert sent["path"] == "/v1/messages?beta=true", sent["path"]
+    row = exchange(r.headers.get(GATEWAY_ID_HEADER))
+    check_row(row, **alice(stack), path="/v1/messages?beta=true", outcome="ok")
+
+    # Any parameter whose value is a client key is one too, and removed.
+    r = http("POST", stack.base_url + f"/v1/messages?token={stack.alice_key}", AJSON, body)
+    assert r.status == 200, r
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **alice(stack), path="/v1/messages", outcome="ok")
+
+    # A wrong key there is refused, and not recorded either.
+    r = http("POST", stack.base_url + "/v1/messages?api_key=agk_guessed", AJSON, body)
+    assert r.status == 401 and r.headers.get("x-should-retry") == "false", r
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), path="/v1/messages", outcome="denied")
+    assert "agk_guessed" not in stack.psql("SELECT string_agg(coalesce(path, ''), ' ') FROM audit.events")
+
+    # One key in the header and another in the query: conflicting.
+    r = http("POST", stack.base_url + f"/v1/messages?key={stack.bob_key}", {**AJSON, "x-api-key": stack.alice_key}, body)
+    assert r.status == 401 and "conflicting credentials" in r.json()["error"]["message"], r
+
+
+def test_an_http_1_0_keep_alive_client_gets_a_framed_stream_and_a_close(stack):
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "stream": True,
+                       "messages": [{"role": "user", "content": tag()}]}).encode()
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.0\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nconnection: keep-alive\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        sock.settimeout(15)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)  # a hang here is the bug: no framing and no close
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding: chunked" not in head.lower(), "HTTP/1.0 has no chunked encoding"
+    assert b"event: message_stop" in rest, rest[-300:]

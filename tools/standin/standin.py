@@ -70,6 +70,8 @@ BEHAVIOUR ON DEMAND (request headers; all optional, per call)
                                      error (Anthropic `event: error`; Chat `data: {"error":..}`;
                                      Responses `event: error`) and end the stream
   x-standin-echo: 1                  answer with the last user message's text
+  x-standin-echo-credentials: 1      send back the x-api-key and authorization received, a
+                                     proxy-authorization, and x-hop-secret named in Connection
   x-standin-gzip: 1                  gzip a non-streamed body (content-encoding: gzip)
   x-standin-cache-read / -cache-write: see formulas
 
@@ -494,6 +496,15 @@ class Handler(BaseHTTPRequestHandler):
         }
 
     def _common_headers(self, provider: str) -> list:
+        h = self._provider_headers(provider)
+        if self._truthy("x-standin-echo-credentials"):
+            # A careless provider or middlebox: the credentials it received come back, with a hop-by-hop
+            # header named in Connection.
+            h += [("x-api-key", self._hdr("x-api-key", "") or ""), ("authorization", self._hdr("authorization", "") or ""),
+                  ("proxy-authorization", "Basic c3RhbmRpbjpzZWNyZXQ="), ("connection", "x-hop-secret"), ("x-hop-secret", "1")]
+        return h
+
+    def _provider_headers(self, provider: str) -> list:
         now = datetime.now(timezone.utc)
         if provider == "anthropic":
             self._request_id = "req_" + uuid.uuid4().hex[:24]
