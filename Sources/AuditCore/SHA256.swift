@@ -7,7 +7,7 @@ public struct SHA256: ~Copyable {
 
     /// The algorithm, fetched from OpenSSL's providers once: `EVP_sha256()` makes OpenSSL 3 look it
     /// up again on every initialisation, and the gateway hashes several times per call.
-    nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+    nonisolated(unsafe) static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
 
     public init() {
         guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, Self.algorithm ?? EVP_sha256(), nil) == 1 else {
@@ -50,6 +50,40 @@ public struct SHA256: ~Copyable {
         var hasher = SHA256()
         hasher.update(string)
         return hasher.finalize()
+    }
+}
+
+/// SHA-256 of a body seen piece by piece, owned by copyable code (a struct that watches a stream):
+/// the digest `SHA256` would give for the concatenated pieces, and how many bytes there were.
+public final class IncrementalSHA256 {
+    private let context: OpaquePointer
+    private var digest: [UInt8]?
+    public private(set) var count = 0
+
+    public init() {
+        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, SHA256.algorithm ?? EVP_sha256(), nil) == 1 else {
+            fatalError("OpenSSL could not initialise SHA-256")
+        }
+        self.context = context
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        precondition(digest == nil, "update after finalize")
+        guard bytes.count > 0 else { return }
+        count += bytes.count
+        EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
+    }
+
+    /// The 32-byte digest; later calls return the same.
+    public func finalize() -> [UInt8] {
+        if let digest { return digest }
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
+        digest = out
+        return out
     }
 }
 

@@ -57,7 +57,8 @@ public struct PackageExporter {
         ("path", .text), ("provider", .text), ("model", .text), ("stream", .boolean), ("status_code", .integer),
         ("outcome", .text), ("input_tokens", .integer), ("output_tokens", .integer),
         ("cache_read_tokens", .integer), ("cache_write_tokens", .integer), ("latency_ms", .integer),
-        ("ttfb_ms", .integer), ("redactions", .integer),
+        ("ttfb_ms", .integer), ("redactions", .integer), ("request_body_truncated", .boolean),
+        ("response_body_truncated", .boolean),
     ]
     public static let bodyColumns: [(name: String, kind: ColumnKind)] = [("request_body", .text), ("response_body", .text)]
 

@@ -12,8 +12,9 @@ public struct GatewaySettings: Sendable {
     public var bodies: BodyRecorder
     /// Longest wait for the provider's response head.
     public var firstByteTimeout: TimeAmount
-    /// Assembled answer text kept for the record, at most.
-    public var maxAssembledText: Int = 1 << 20
+    /// Assembled answer text kept for redaction, at most: more than the body recorder keeps, so that
+    /// redaction sees past the edge where the kept copy is cut (a card number across it is still found).
+    public var maxAssembledText: Int = (1 << 20) + (64 << 10)
 
     public init(configuration: GatewayConfiguration, bodies: BodyRecorder, firstByteTimeout: TimeAmount) {
         self.configuration = configuration
@@ -52,6 +53,20 @@ struct ReceivedRequest {
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.clientIP = clientIP
+    }
+}
+
+/// Head values a record keeps (model, end user), at most `maxBytes` each: a 20 MB model name is
+/// forwarded as sent, but recorded as its first 256 bytes and a marker with the length it had.
+enum RecordedValue {
+    static let maxBytes = 256
+    /// The path with its query string: NIO's parser already bounds the head (80 KiB).
+    static let maxPathBytes = 8192
+
+    static func capped(_ value: String?) -> String? {
+        guard let value, value.utf8.count > maxBytes else { return value }
+        let kept = BodyRecorder.cut(value, limit: maxBytes).text
+        return kept + "…[\(value.utf8.count) bytes]"
     }
 }
 
@@ -225,7 +240,7 @@ public final class Gateway: Sendable {
         var draft = RecordDraft(kind: .request, requestID: requestID)
         draft.clientIP = request.clientIP
         draft.method = head.method.rawValue
-        draft.path = request.query.map { path + "?" + $0 } ?? path
+        draft.path = BodyRecorder.cut(request.query.map { path + "?" + $0 } ?? path, limit: RecordedValue.maxPathBytes).text
         return (draft, shape)
     }
 
@@ -268,10 +283,12 @@ public final class Gateway: Sendable {
             }
             facts = parsed
         }
-        draft.model = facts.model
+        draft.model = RecordedValue.capped(facts.model)
         draft.stream = facts.stream
-        draft.endUser = facts.endUser
-        if !body.isEmpty { settings.bodies.record(body, into: &draft) }
+        draft.endUser = RecordedValue.capped(facts.endUser)
+        if !body.isEmpty {
+            draft.detail = "{" + settings.bodies.record(body, into: &draft).detailMembers.joined(separator: ",") + "}"
+        }
 
         // 5. What goes upstream.
         var upstreamBody = request.body

@@ -299,7 +299,7 @@ final class ProxyCall: UpstreamDelegate {
         let usage = tap?.usage ?? MeteredUsage()
         var closing = RecordDraft(kind: .response, requestID: requestID)
         closing.statusCode = status
-        closing.model = usage.model ?? plan.draft.model
+        closing.model = RecordedValue.capped(usage.model) ?? plan.draft.model
         closing.inputTokens = usage.inputTokens
         closing.outputTokens = usage.outputTokens
         closing.cacheReadTokens = usage.cacheReadTokens
@@ -312,12 +312,15 @@ final class ProxyCall: UpstreamDelegate {
         if let streamError = usage.streamError { detail.append("\"stream_error\":\"\(GatewayError.jsonEscape(streamError))\"") }
         if clientGone { detail.append("\"client_disconnected\":true") }
         if let providerRequestID { detail.append("\"provider_request_id\":\"\(GatewayError.jsonEscape(providerRequestID))\"") }
-        if !detail.isEmpty { closing.detail = "{" + detail.joined(separator: ",") + "}" }
-        if isStream {
-            gateway.settings.bodies.record(text: usage.text, into: &closing)
-        } else {
-            gateway.settings.bodies.record(tap?.collectedBody ?? [], into: &closing)
+        if let tap {
+            let whole = (count: tap.digest.count, sha256: tap.digest.finalize())
+            let facts =
+                isStream
+                ? gateway.settings.bodies.record(text: usage.text, into: &closing, whole: whole, partial: usage.truncated)
+                : gateway.settings.bodies.record(tap.collectedBody, into: &closing, whole: whole, partial: tap.isPartial)
+            detail += facts.detailMembers
         }
+        if !detail.isEmpty { closing.detail = "{" + detail.joined(separator: ",") + "}" }
         let tailBuffer = tail.isEmpty ? nil : ByteBuffer(bytes: tail)
         gateway.recordResponse(
             closing, api: plan.route.api, team: plan.caller.teamID, usage: usage, syncInline: gateway.mayBlockForSync(context.eventLoop),

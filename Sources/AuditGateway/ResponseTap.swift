@@ -1,3 +1,4 @@
+import AuditCore
 import AuditMetering
 
 /// Watches an answer on its way to the client: frames SSE events and meters them, or keeps a bounded
@@ -18,7 +19,14 @@ struct ResponseTap {
     private let isStream: Bool
     private let dropUsageChunk: Bool
     private let maxCollected: Int
+    /// The first bytes of a plain answer, up to `maxCollected`.
     private(set) var collectedBody: [UInt8] = []
+    /// The last bytes of a plain answer longer than that: where providers put `usage` (and OpenAI's
+    /// embeddings their `model`), so usage is metered from answers of any size without holding them.
+    private var tail: [UInt8] = []
+    static let tailBytes = 64 * 1024
+    /// Length and SHA-256 of the whole answer body as received (the record's detail).
+    let digest = IncrementalSHA256()
 
     init(api: MeteredAPI, isStream: Bool, dropUsageChunk: Bool, maxText: Int) {
         meter = UsageMeter(api: api, textLimit: maxText)
@@ -28,9 +36,13 @@ struct ResponseTap {
     }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer) -> Output {
+        digest.update(bytes)
         guard isStream else {
-            if collectedBody.count < maxCollected {
-                collectedBody.append(contentsOf: bytes.prefix(maxCollected - collectedBody.count))
+            let room = maxCollected - collectedBody.count
+            if room > 0 { collectedBody.append(contentsOf: bytes.prefix(room)) }
+            if bytes.count > room {
+                tail.append(contentsOf: bytes.dropFirst(max(0, room)))
+                if tail.count > 2 * Self.tailBytes { tail.removeFirst(tail.count - Self.tailBytes) }
             }
             return .same
         }
@@ -53,7 +65,11 @@ struct ResponseTap {
     /// Ends the answer; returns bytes still owed to the client (only when forwarding whole events).
     mutating func finish() -> [UInt8] {
         guard isStream else {
-            meter.consume(responseBody: collectedBody)
+            if isPartial {
+                meter.consume(responseHead: collectedBody, tail: tail)
+            } else {
+                meter.consume(responseBody: collectedBody)
+            }
             return []
         }
         let end = framer.finish()
@@ -67,4 +83,7 @@ struct ResponseTap {
     }
 
     var usage: MeteredUsage { meter.usage }
+
+    /// A plain answer longer than what the tap keeps of it.
+    var isPartial: Bool { !isStream && digest.count > collectedBody.count }
 }

@@ -449,6 +449,48 @@ public struct UsageMeter: Sendable {
 
     // MARK: Whole bodies
 
+    /// Feeds a non-streaming answer too long to keep whole: its first bytes and its last bytes. Every
+    /// provider puts `usage` after the content (`content`, `choices`, `data`), so it is read from the
+    /// tail; `model` from the tail when it is there (embeddings), else from the head. Both values are
+    /// validated as JSON and metered through a small document `{"model":…,"usage":…}`. No text is
+    /// assembled from such an answer (its kept copy is the head).
+    public mutating func consume(responseHead head: [UInt8], tail: [UInt8]) {
+        var document = Array("{".utf8)
+        var members = 0
+        for (key, value) in [
+            ("model", Self.memberValue("model", in: tail, last: true) ?? Self.memberValue("model", in: head, last: false)),
+            ("usage", Self.memberValue("usage", in: tail, last: true)),
+        ] {
+            guard let value else { continue }
+            if members > 0 { document.append(ASCII.comma) }
+            document.append(contentsOf: Array("\"\(key)\":".utf8))
+            document.append(contentsOf: value)
+            members += 1
+        }
+        document.append(ASCII.closeBrace)
+        consume(responseBody: document)
+    }
+
+    /// The JSON value after the first (or last) `"key":` in `bytes` whose value is complete and valid.
+    /// Inside a JSON string a quote is always escaped, so a bare `"usage"` followed by a colon is a key.
+    static func memberValue(_ key: String, in bytes: [UInt8], last: Bool) -> ArraySlice<UInt8>? {
+        let pattern = Array("\"\(key)\"".utf8)
+        guard bytes.count >= pattern.count else { return nil }
+        let lastStart = bytes.count - pattern.count
+        let candidates = last ? stride(from: lastStart, through: 0, by: -1) : stride(from: 0, through: lastStart, by: 1)
+        return bytes.withUnsafeBufferPointer { buffer -> ArraySlice<UInt8>? in
+            let validator = JSONValidator(bytes: buffer)
+            for start in candidates where buffer[start] == ASCII.quote {
+                guard buffer[start..<start + pattern.count].elementsEqual(pattern) else { continue }
+                var i = validator.skipWhitespace(start + pattern.count)
+                guard i < buffer.count, buffer[i] == ASCII.colon else { continue }
+                i = validator.skipWhitespace(i + 1)
+                if let end = validator.endOfValue(from: i) { return bytes[i..<end] }
+            }
+            return nil
+        }
+    }
+
     /// Feeds the complete body of a non-streaming answer. `complete` becomes true when it is one
     /// valid JSON object (an error body counts: the answer did arrive whole).
     public mutating func consume(responseBody body: [UInt8]) {

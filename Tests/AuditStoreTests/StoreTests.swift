@@ -49,7 +49,7 @@ func reportVerify(_ database: TestDatabase, _ extra: [String] = []) throws -> (s
         #expect(first.contains("schema up to date"))
         #expect(second.contains("schema up to date"))
         #expect(try database.scalar(catalog) == before)
-        #expect(try database.scalar("SELECT count(*) FROM audit.schema_migrations") == "4")
+        #expect(try database.scalar("SELECT count(*) FROM audit.schema_migrations") == "5")
     }
 
     @Test func migrateOnAFreshDatabaseAppliesEveryFileInOrder() throws {
@@ -60,7 +60,7 @@ func reportVerify(_ database: TestDatabase, _ extra: [String] = []) throws -> (s
         let output = try runCommand(binDirectory + "/auditgate", ["migrate", "--database-url", url])
         #expect(output.split(separator: "\n").map(String.init) == [
             "applied 0001 roles_and_schema", "applied 0002 events_and_bodies", "applied 0003 exchanges_view",
-            "applied 0004 unstorable_records",
+            "applied 0004 unstorable_records", "applied 0005 exchanges_truncation_flags",
         ])
     }
 
@@ -83,7 +83,7 @@ func reportVerify(_ database: TestDatabase, _ extra: [String] = []) throws -> (s
             "request_id", "started_at", "finished_at", "chain_id", "request_seq", "response_seq", "user_id", "team_id",
             "key_id", "end_user", "client_ip", "api", "method", "path", "provider", "model", "stream", "status_code",
             "outcome", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "latency_ms",
-            "ttfb_ms", "redactions", "request_body", "response_body",
+            "ttfb_ms", "redactions", "request_body", "response_body", "request_body_truncated", "response_body_truncated",
         ]
         let columns = try database.connect().execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'audit' AND table_name = 'exchanges' ORDER BY ordinal_position")

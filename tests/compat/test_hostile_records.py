@@ -301,3 +301,64 @@ def test_an_http_1_0_keep_alive_client_gets_a_framed_stream_and_a_close(stack):
     assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
     assert b"transfer-encoding: chunked" not in head.lower(), "HTTP/1.0 has no chunked encoding"
     assert b"event: message_stop" in rest, rest[-300:]
+
+
+# ------------------------------------------------------------------------------------------------
+# complete records: the whole body's length and digest, truncation flagged, redaction before the cut
+
+
+def body_facts(stack, request_id: str, kind: str) -> dict:
+    detail = stack.psql(f"SELECT detail FROM audit.events WHERE request_id = '{request_id}' AND kind = '{kind}'").strip()
+    return json.loads(detail)
+
+
+def test_a_prompt_after_a_megabyte_of_whitespace_is_flagged_and_redaction_runs_before_the_cut(stack, make_gateway, exchange):
+    import hashlib
+    gw = make_gateway("bigbody", max_body_bytes=8 * 1024 * 1024)
+    card = "4111 1111 1111 1111"
+    t = tag()
+    prefix = '{"model":"%s","max_tokens":8,"messages":[{"role":"user","content":"' % ANTHROPIC_MODEL
+    # The card straddles the 1 MiB edge where the kept copy is cut.
+    filler = "x" * (1024 * 1024 - len(prefix) - 9) + " "
+    body = (prefix + filler + card + " then the real prompt " + t + '"}]' + " " * 200_000 + "}").encode()
+    r = http("POST", gw.url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key}, body)
+    assert r.status == 200, r
+    assert stack.standin.find(t)[0]["body_text"].encode() == body, "the provider gets the body byte for byte"
+    request_id = r.headers.get(GATEWAY_ID_HEADER)
+    row = exchange(request_id)
+    assert row["request_body_truncated"] is True and row["response_body_truncated"] is False, row
+    facts = body_facts(stack, request_id, "request")
+    assert facts == {"body_bytes": len(body), "body_sha256": hashlib.sha256(body).hexdigest(), "body_truncated": True}
+    kept = row["request_body"]
+    assert len(kept.encode()) <= 1024 * 1024 and t not in kept
+    digits = re.sub(r"\D", "", kept[-40:])
+    assert "111111" not in digits, f"card digits survived at the edge of the cut: {kept[-40:]!r}"
+    assert row["redactions"] >= 1
+
+
+def test_a_plain_answer_of_nine_megabytes_keeps_its_usage(stack, exchange):
+    inputs = [f"word{i} " * 3 for i in range(320)]
+    r = http("POST", stack.openai_base_url + "/embeddings", {**OJSON, "authorization": f"Bearer {stack.bob_key}"},
+             json.dumps({"model": "text-embedding-3-small", "input": inputs, "dimensions": 3072}).encode(), timeout=120)
+    assert r.status == 200 and len(r.body) > 8_000_000, (r.status, len(r.body))
+    usage = r.json()["usage"]
+    request_id = r.headers.get(GATEWAY_ID_HEADER)
+    row = exchange(request_id)
+    check_row(row, **bob(stack), outcome="ok", model="text-embedding-3-small", input_tokens=usage["prompt_tokens"])
+    assert row["response_body_truncated"] is True
+    import hashlib
+    facts = body_facts(stack, request_id, "response")
+    assert facts["body_bytes"] == len(r.body) and facts["body_sha256"] == hashlib.sha256(r.body).hexdigest()
+
+
+def test_a_twenty_megabyte_model_name_is_forwarded_but_recorded_capped(stack, make_gateway, exchange):
+    gw = make_gateway("bigmodel", max_body_bytes=32 * 1024 * 1024)
+    model = "claude-" + "m" * (20 * 1024 * 1024)
+    body = json.dumps({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": tag()}]}).encode()
+    r = http("POST", gw.url + "/v1/messages", {**AJSON, "x-api-key": stack.alice_key}, body, timeout=120)
+    assert r.status == 200, r.status
+    row = exchange(r.headers.get(GATEWAY_ID_HEADER))
+    assert row["model"].startswith("claude-mmm") and row["model"].endswith(f"…[{len(model)} bytes]"), row["model"][-40:]
+    assert len(row["model"].encode()) < 300
+    stored = stack.psql(f"SELECT max(length(model)) FROM audit.events WHERE request_id = '{row['request_id']}'").strip()
+    assert int(stored) < 300
