@@ -1,3 +1,4 @@
+import AuditCore
 import AuditGateConfig
 import AuditJournal
 import Logging
@@ -46,8 +47,15 @@ public struct GatewayServer: Service {
                     // No pipelining handler: it stops and restarts reading around every answer (two
                     // `epoll_ctl` calls per call); the connection handler holds back a pipelined
                     // request itself.
+                    // No protocol error handler: its bare 400 has no body and leaves no record; the
+                    // connection handler answers parse errors itself (`errorCaught`). The decoder's
+                    // limits are stated here: 80 KiB for one header field and for all of them.
+                    var limits = NIOHTTPDecoderLimitConfiguration()
+                    limits.maxHeaderFieldSize = GatewayConnectionHandler.maxHeaderBytes
+                    limits.maxHeaderListSize = GatewayConnectionHandler.maxHeaderBytes
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false, withErrorHandling: true)
+                        withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(),
+                        withDecoderLimitConfiguration: limits)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: GatewayConnectionHandler.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway))
                 }
@@ -225,8 +233,38 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// The request head's limit (one field, and all fields together); past it: 431.
+    static let maxHeaderBytes = 80 * 1024
+
+    /// A request NIO's parser refuses (bad framing, a header past the limit) is answered in an API's
+    /// error shape (400, or 431 for headers), with `connection: close`, and recorded as a
+    /// `client_error` exchange. The decoder closes the connection right after this returns, so the
+    /// answer is written at once and the record follows (nothing is forwarded either way).
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        guard let parseError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        if !answering {
+            answering = true
+            let failure: GatewayError =
+                parseError == .headerOverflow
+                ? .headersTooLarge(Self.maxHeaderBytes)
+                : .badRequest("the request is not valid HTTP/1.1 (\(parseError))")
+            let requestID = Gateway.newRequestID()
+            let (status, headers, body) = gateway.errorResponse(failure, shape: .openai, requestID: requestID)
+            context.writeWholeAnswer(version: .http1_1, status: status, headers: headers, body: body, close: true)
+            var draft = RecordDraft(kind: .request, requestID: requestID)
+            draft.clientIP = clientIP
+            draft.api = "unknown"
+            if let head {
+                draft.method = head.method.rawValue
+                draft.path = BodyRecorder.cut(head.uri, limit: RecordedValue.maxPathBytes).text
+            }
+            gateway.recordRefusal(failure, draft: draft, started: ContinuousClock.now) {}
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -22,6 +22,9 @@ public struct GatewayError: Error, Sendable {
     public static func tooLarge(_ limit: Int) -> GatewayError {
         .init(status: 413, message: "request body is larger than this gateway accepts (\(limit) bytes)", outcome: "client_error")
     }
+    public static func headersTooLarge(_ limit: Int) -> GatewayError {
+        .init(status: 431, message: "request headers are larger than this gateway accepts (\(limit) bytes)", outcome: "client_error")
+    }
     public static func unavailable(_ message: String) -> GatewayError { .init(status: 503, message: message, outcome: "gateway_error") }
     public static func badGateway(_ message: String) -> GatewayError { .init(status: 502, message: message, outcome: "upstream_error") }
     public static func gatewayTimeout(_ message: String) -> GatewayError { .init(status: 504, message: message, outcome: "upstream_error") }
@@ -44,6 +47,7 @@ public struct GatewayError: Error, Sendable {
         case 403: "permission_error"
         case 404: "not_found_error"
         case 413: "request_too_large"
+        case 431: "invalid_request_error"
         case 429: "rate_limit_error"
         case 504: "timeout_error"
         case 529: "overloaded_error"
@@ -53,7 +57,7 @@ public struct GatewayError: Error, Sendable {
 
     var openAIType: String {
         switch status {
-        case 400, 404, 413: "invalid_request_error"
+        case 400, 404, 413, 431: "invalid_request_error"
         case 401: "authentication_error"
         case 403: "permission_error"
         case 429: "rate_limit_exceeded"
@@ -66,6 +70,7 @@ public struct GatewayError: Error, Sendable {
         case 401: "invalid_api_key"
         case 404: "not_found"
         case 413: "request_too_large"
+        case 431: "request_header_fields_too_large"
         case 502: "bad_gateway"
         case 503: "audit_unavailable"
         case 504: "gateway_timeout"

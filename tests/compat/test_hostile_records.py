@@ -362,3 +362,41 @@ def test_a_twenty_megabyte_model_name_is_forwarded_but_recorded_capped(stack, ma
     assert len(row["model"].encode()) < 300
     stored = stack.psql(f"SELECT max(length(model)) FROM audit.events WHERE request_id = '{row['request_id']}'").strip()
     assert int(stored) < 300
+
+
+# ------------------------------------------------------------------------------------------------
+# requests the HTTP parser refuses: answered in an API's shape, recorded
+
+
+def raw_answer(stack, request: bytes) -> tuple[int, dict, bytes]:
+    with connect(stack) as sock:
+        sock.sendall(request)
+        return read_answer(sock)
+
+
+def test_requests_the_parser_refuses_get_an_error_body_and_a_row(stack):
+    import time
+    since = now(stack)
+    key = stack.alice_key.encode()
+    cases = [
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: " + key + b"\r\nno colon here\r\n\r\n", 400),
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + key +
+         b"\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!", 400),
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + key +
+         b"\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    ]
+    for request, expected in cases:
+        status, headers, body = raw_answer(stack, request)
+        assert status == expected, (request[:80], status, headers)
+        error = json.loads(body)["error"]
+        assert error["type"] == "invalid_request_error" and error["message"], error
+        assert headers.get("x-should-retry") == "false" and headers.get("connection") == "close", headers
+    deadline = time.monotonic() + 10
+    rows = []
+    while time.monotonic() < deadline:
+        rows = [r for r in denied_rows(stack, since) if r[0] == "client_error"]
+        if len(rows) >= len(cases):
+            break
+        time.sleep(0.2)
+    assert sorted(r[1] for r in rows) == ["400", "400", "400", "431"], rows
