@@ -113,5 +113,7 @@ let package = Package(
         ),
         .testTarget(name: "AuditRedactionTests", dependencies: ["AuditRedaction"], swiftSettings: swiftSettings),
         .testTarget(name: "AuditMeteringTests", dependencies: ["AuditMetering"], swiftSettings: swiftSettings),
+        /// The gateway's value types (state machines, policies), tested without sockets or threads.
+        .testTarget(name: "AuditGatewayTests", dependencies: ["AuditGateway"], swiftSettings: swiftSettings),
     ]
 )

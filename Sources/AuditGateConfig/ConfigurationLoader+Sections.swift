@@ -28,7 +28,11 @@ extension ConfigurationLoader {
     // MARK: server
 
     static func readServer(_ node: Node?, reader: NodeReader) -> GatewayConfiguration.Server? {
-        guard let section = reader.section(node, at: "server", keys: ["host", "port", "max_body_bytes"]) else { return nil }
+        guard
+            let section = reader.section(
+                node, at: "server",
+                keys: ["host", "port", "max_body_bytes", "trusted_proxies", "max_connections", "max_inflight_request_bytes"])
+        else { return nil }
         typealias Server = GatewayConfiguration.Server
 
         /// Default 127.0.0.1: a fresh install is reachable only from this machine until someone
@@ -51,7 +55,40 @@ extension ConfigurationLoader {
             reader.fail(section.path("max_body_bytes"), "must be a number of bytes greater than 0; got \(maxBodyBytes)")
             maxBodyBytes = Server.defaultMaxBodyBytes
         }
-        return Server(host: host, port: port, maxBodyBytes: maxBodyBytes)
+
+        /// Default none: `X-Forwarded-For` is whatever a client wants it to be, so it is believed only
+        /// from the load balancers named here (CIDRs such as 10.0.0.0/8 or single addresses).
+        var trustedProxies: [CIDR] = []
+        for item in reader.list(section, "trusted_proxies", of: "address ranges such as 10.0.0.0/8") ?? [] {
+            guard case .present(let scalar) = reader.scalar(item.node, at: item.path, what: "an address range such as 10.0.0.0/8")
+            else { continue }
+            guard let range = CIDR(scalar.value) else {
+                reader.fail(item.path, "must be an IP address or a range such as 10.0.0.0/8 or fd00::/8; got '\(scalar.value)'")
+                continue
+            }
+            trustedProxies.append(range)
+        }
+
+        /// Default 10,000: far above what one gateway on a few cores serves (each held stream is one),
+        /// far below the file descriptors a flood of idle connections would otherwise take.
+        var maxConnections = reader.integer(section, "max_connections", what: "a number of connections greater than 0")
+            ?? Server.defaultMaxConnections
+        if maxConnections <= 0 {
+            reader.fail(section.path("max_connections"), "must be a number of connections greater than 0; got \(maxConnections)")
+            maxConnections = Server.defaultMaxConnections
+        }
+
+        /// Default 512 MiB: sixteen concurrent uploads of the largest body the providers take; what
+        /// many clients can make the gateway hold at once, whatever each may send.
+        var maxInflight = reader.integer(section, "max_inflight_request_bytes", what: "a number of bytes greater than 0")
+            ?? Server.defaultMaxInflightRequestBytes
+        if maxInflight <= 0 {
+            reader.fail(section.path("max_inflight_request_bytes"), "must be a number of bytes greater than 0; got \(maxInflight)")
+            maxInflight = Server.defaultMaxInflightRequestBytes
+        }
+        return Server(
+            host: host, port: port, maxBodyBytes: maxBodyBytes, trustedProxies: trustedProxies, maxConnections: maxConnections,
+            maxInflightRequestBytes: maxInflight)
     }
 
     // MARK: database

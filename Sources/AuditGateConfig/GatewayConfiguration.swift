@@ -53,15 +53,38 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var port: Int
         /// The largest request body accepted, in bytes (larger: 413). Always > 0.
         public var maxBodyBytes: Int
+        /// Peers (load balancers, ingress proxies) whose `X-Forwarded-For` / `Forwarded` is believed
+        /// for `client_ip`; from anyone else those headers are dropped. Default none.
+        public var trustedProxies: [CIDR]
+        /// Client connections open at once, at most; past it a request gets 503 (with `retry-after`).
+        public var maxConnections: Int
+        /// Request-body bytes held in memory across all connections at once, at most; past it a request
+        /// gets 503. Bounds what concurrent uploads can take, whatever `max_body_bytes` allows each.
+        public var maxInflightRequestBytes: Int
+
+        public static let defaultMaxConnections = 10_000
+        public static let defaultMaxInflightRequestBytes = 512 << 20
 
         public init(
             host: String = Server.defaultHost,
             port: Int = Server.defaultPort,
-            maxBodyBytes: Int = Server.defaultMaxBodyBytes
+            maxBodyBytes: Int = Server.defaultMaxBodyBytes,
+            trustedProxies: [CIDR] = [],
+            maxConnections: Int = Server.defaultMaxConnections,
+            maxInflightRequestBytes: Int = Server.defaultMaxInflightRequestBytes
         ) {
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
+            self.trustedProxies = trustedProxies
+            self.maxConnections = maxConnections
+            self.maxInflightRequestBytes = maxInflightRequestBytes
+        }
+
+        /// True when `address` is one of `trustedProxies`.
+        public func isTrustedProxy(_ address: String?) -> Bool {
+            guard let address, !trustedProxies.isEmpty else { return false }
+            return trustedProxies.contains { $0.contains(address) }
         }
 
         /// True when `host` can only be reached from this machine (127.0.0.0/8, ::1, localhost).

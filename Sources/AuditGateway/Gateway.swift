@@ -1,8 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import AuditCore
 import AuditGateConfig
 import AuditJournal
 import AuditMetering
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
@@ -126,6 +132,27 @@ struct Caller {
     var keyID: String?
 }
 
+/// A number of bytes shared by every connection on every loop, taken and given back under a lock.
+final class ByteBudget: Sendable {
+    let limit: Int
+    private let used = NIOLockedValueBox(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes `bytes` if they fit under the limit.
+    func reserve(_ bytes: Int) -> Bool {
+        used.withLockedValue { used in
+            guard used + bytes <= limit else { return false }
+            used += bytes
+            return true
+        }
+    }
+
+    func release(_ bytes: Int) { used.withLockedValue { $0 -= bytes } }
+
+    var inUse: Int { used.withLockedValue { $0 } }
+}
+
 /// A call the gateway will forward, once its request record is durable.
 struct ForwardPlan {
     /// The request record.
@@ -154,6 +181,9 @@ public final class Gateway: Sendable {
     public let metrics: GatewayMetrics
     public let logger: Logger
 
+    /// Request-body bytes held by all connections (`server.max_inflight_request_bytes`).
+    let inflightRequestBytes: ByteBudget
+
     /// Forwarded calls in flight per event loop (each counter touched only on its loop).
     private let callsInFlight: [ObjectIdentifier: CallCounter]
 
@@ -166,9 +196,49 @@ public final class Gateway: Sendable {
         self.upstreams = upstreams
         self.metrics = metrics
         self.logger = logger
+        inflightRequestBytes = ByteBudget(limit: settings.configuration.server.maxInflightRequestBytes)
         var counters: [ObjectIdentifier: CallCounter] = [:]
         for loop in loops.makeIterator() { counters[ObjectIdentifier(loop)] = CallCounter() }
         callsInFlight = counters
+        refusalTimer = NIOLockedValueBox(nil)
+        // Summaries of a window are written when it closes, even if no refusal comes after it.
+        let timer = loops.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            self?.flushRefusals()
+        }
+        refusalTimer.withLockedValue { $0 = timer }
+    }
+
+    /// Which refusals are recorded one by one and which only counted (`RefusalLedger`).
+    private let refusals = NIOLockedValueBox(RefusalLedger())
+    private let refusalTimer: NIOLockedValueBox<RepeatedTask?>
+
+    /// Writes the summaries of refusal windows that have closed; with `final`, of every count (at
+    /// shutdown, after the last call), and stops the timer.
+    public func flushRefusals(final: Bool = false) {
+        if final { refusalTimer.withLockedValue { $0?.cancel(); $0 = nil } }
+        writeSummaries(refusals.withLockedValue { $0.flush(now: Self.wallSeconds(), force: final) })
+    }
+
+    static func wallSeconds() -> Int64 { Int64(time(nil)) }
+
+    /// One exchange per summary: `api = 'refusals'`, its client address and status, and in the
+    /// response record's detail the reason and how many refusals it stands for.
+    private func writeSummaries(_ summaries: [RefusalLedger.Summary]) {
+        for summary in summaries {
+            var opening = RecordDraft(kind: .request, requestID: Self.newRequestID())
+            opening.api = "refusals"
+            opening.clientIP = summary.key.clientIP
+            var closing = RecordDraft(kind: .response, requestID: opening.requestID)
+            closing.statusCode = summary.key.status
+            closing.outcome = Outcome(rawValue: summary.key.outcome)
+            closing.detail =
+                "{\"reason\":\"\(GatewayError.jsonEscape(summary.key.reason))\",\"refusals\":\(summary.count),"
+                + "\"window_start\":\"\(Timestamp.rfc3339UTC(micros: summary.windowStart * 1_000_000))\",\"window_seconds\":\(summary.windowSeconds)}"
+            journal.append(opening) { [self, closing] result in
+                guard case .success = result else { return metrics.storeFailure() }
+                journal.append(closing) { _ in }
+            }
+        }
     }
 
     private final class CallCounter: @unchecked Sendable {
@@ -238,7 +308,7 @@ public final class Gateway: Sendable {
         let path = String(request.path)
         let shape = APIRoute.errorShape(path: path, hasAnthropicVersion: head.headers.contains(name: "anthropic-version"))
         var draft = RecordDraft(kind: .request, requestID: requestID)
-        draft.clientIP = request.clientIP
+        draft.clientIP = ForwardedFor.clientAddress(peer: request.clientIP, headers: head.headers, server: configuration.server)
         draft.method = head.method.rawValue
         draft.path = BodyRecorder.cut(request.query.map { path + "?" + $0 } ?? path, limit: RecordedValue.maxPathBytes).text
         return (draft, shape)
@@ -279,7 +349,7 @@ public final class Gateway: Sendable {
         var facts = RequestFacts()
         if head.method == .POST {
             guard let parsed = RequestFacts(requestBody: body) else {
-                return .refuse(.badRequest("the request body is not valid JSON"), draft: draft, shape: route.provider)
+                return .refuse(.badRequest("the request body is not valid JSON", reason: "body_not_json"), draft: draft, shape: route.provider)
             }
             facts = parsed
         }
@@ -302,7 +372,8 @@ public final class Gateway: Sendable {
         if head.method != .POST { upstreamBody = nil }
         let upstreamHead = upstreams.connector(for: route.provider).requestHead(
             method: head.method, path: route.upstreamPath, query: request.query, clientHeaders: head.headers,
-            bodyLength: upstreamBody?.readableBytes)
+            bodyLength: upstreamBody?.readableBytes,
+            forwardedFor: ForwardedFor.upstreamValue(peer: request.clientIP, headers: head.headers, server: configuration.server))
         return .forward(
             ForwardPlan(
                 draft: draft, route: route, caller: caller, upstreamHead: upstreamHead, upstreamBody: upstreamBody,
@@ -317,13 +388,15 @@ public final class Gateway: Sendable {
             authorization: headers.first(name: "authorization"), xAPIKey: headers.first(name: "x-api-key"),
             xGoogAPIKey: headers.first(name: "x-goog-api-key"), query: queryCredentials)
         {
-        case .none: return .failure(.unauthorized("no API key: send your AuditGate key as x-api-key or Authorization: Bearer"))
+        case .none:
+            return .failure(.unauthorized("no API key: send your AuditGate key as x-api-key or Authorization: Bearer", reason: "no_key"))
         case .conflicting:
-            return .failure(.unauthorized("conflicting credentials: the request carries two different API keys; send one"))
+            return .failure(
+                .unauthorized("conflicting credentials: the request carries two different API keys; send one", reason: "conflicting_credentials"))
         case .key(let key): credential = key
         }
         guard let key = auth.clientKey(forCredential: credential) else {
-            return .failure(.unauthorized("invalid API key for this AuditGate gateway"))
+            return .failure(.unauthorized("invalid API key for this AuditGate gateway", reason: "unknown_key"))
         }
         return .success(Caller(userID: key.user, teamID: key.team, keyID: key.keyID))
     }
@@ -336,6 +409,10 @@ public final class Gateway: Sendable {
         opening.api = opening.api ?? "unknown"
         let closing = Self.errorRecord(error, requestID: draft.requestID, started: started)
         metrics.call(api: opening.api ?? "unknown", status: error.status, outcome: error.outcome)
+        let key = RefusalLedger.Key(reason: error.reason, clientIP: draft.clientIP ?? "unknown", status: error.status, outcome: error.outcome)
+        let (decision, closed) = refusals.withLockedValue { $0.refusal(key, now: Self.wallSeconds()) }
+        writeSummaries(closed)
+        guard decision == .record else { return done() }
         let failed: @Sendable (any Error) -> Void = { [self] failure in
             metrics.storeFailure()
             logger.error("could not record a refused call", metadata: ["request_id": "\(draft.requestID)", "reason": "\(failure)"])
@@ -358,7 +435,7 @@ public final class Gateway: Sendable {
         record.statusCode = error.status
         record.outcome = Outcome(rawValue: error.outcome)
         record.latencyMs = milliseconds(since: started)
-        record.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\"}"
+        record.detail = "{\"error\":\"\(GatewayError.jsonEscape(error.message))\",\"reason\":\"\(error.reason)\"}"
         return record
     }
 

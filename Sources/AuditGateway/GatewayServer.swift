@@ -42,7 +42,7 @@ public struct GatewayServer: Service {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                connections.add(channel)
+                let overCapacity = connections.add(channel) > gateway.configuration.server.maxConnections
                 return channel.eventLoop.makeCompletedFuture {
                     // No pipelining handler: it stops and restarts reading around every answer (two
                     // `epoll_ctl` calls per call); the connection handler holds back a pipelined
@@ -57,7 +57,7 @@ public struct GatewayServer: Service {
                         withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: limits)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: GatewayConnectionHandler.idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway))
+                    try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway, overCapacity: overCapacity))
                 }
             }
             .bind(host: host, port: port)
@@ -79,6 +79,8 @@ public struct GatewayServer: Service {
             gateway.logger.warning("closing connections still open after the drain timeout", metadata: ["connections": "\(left.count)"])
             for channel in left { channel.close(promise: nil) }
         }
+        // Refusals only counted so far become summary records before the journal flushes.
+        gateway.flushRefusals(final: true)
     }
 }
 
@@ -86,12 +88,18 @@ public struct GatewayServer: Service {
 final class OpenConnections: Sendable {
     private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
 
-    func add(_ channel: any Channel) {
+    /// Adds a connection; returns how many are open with it.
+    @discardableResult
+    func add(_ channel: any Channel) -> Int {
         let id = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[id] = channel }
+        let count = channels.withLockedValue {
+            $0[id] = channel
+            return $0.count
+        }
         channel.closeFuture.whenComplete { [self] _ in
             _ = channels.withLockedValue { $0.removeValue(forKey: id) }
         }
+        return count
     }
 
     var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
@@ -118,8 +126,21 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     /// Parts of the next request(s), received while answering.
     private var waiting: [HTTPServerRequestPart] = []
     private var closeAfterAnswer = false
+    /// The connection was accepted past `server.max_connections`: its first request gets 503.
+    private let overCapacity: Bool
+    /// Bytes of this connection's current request body counted against `server.max_inflight_request_bytes`.
+    private var reservedBytes = 0
 
-    init(gateway: Gateway) { self.gateway = gateway }
+    init(gateway: Gateway, overCapacity: Bool = false) {
+        self.gateway = gateway
+        self.overCapacity = overCapacity
+    }
+
+    /// Gives back this connection's share of the in-flight request bytes (its request was answered).
+    private func releaseReservedBytes() {
+        if reservedBytes > 0 { gateway.inflightRequestBytes.release(reservedBytes) }
+        reservedBytes = 0
+    }
 
     /// A client connection that sends nothing for this long while no call of its is in flight (an idle
     /// keep-alive connection, or a request that stopped arriving) is closed, as nginx's
@@ -152,6 +173,21 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
                 refuseBeforeBody(refusal, head: received, context: context)
                 return
             }
+            if overCapacity {
+                let limit = gateway.configuration.server.maxConnections
+                refuseBeforeBody(
+                    .unavailable("AuditGate has its limit of \(limit) connections open; try again shortly", reason: "too_many_connections"),
+                    head: received, context: context)
+                return
+            }
+            // A declared body is counted against the in-flight limit before any of it is read.
+            if let declared = received.headers.first(name: "content-length").flatMap({ Int($0) }), declared > 0 {
+                guard gateway.inflightRequestBytes.reserve(declared) else {
+                    refuseBeforeBody(Self.inflightRefusal(gateway), head: received, context: context)
+                    return
+                }
+                reservedBytes = declared
+            }
             head = received
             // curl asks before sending a larger body; without an answer it waits a second first.
             if received.headers.first(name: "expect")?.lowercased() == "100-continue" {
@@ -159,7 +195,18 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             }
         case .body(var chunk):
             guard let head else { return }  // the body of a request refused on its head: not read further
-            if (body?.readableBytes ?? 0) + chunk.readableBytes > gateway.configuration.server.maxBodyBytes {
+            let total = (body?.readableBytes ?? 0) + chunk.readableBytes
+            if total > reservedBytes, total <= gateway.configuration.server.maxBodyBytes {
+                // A chunked body (or one longer than declared) is counted as it arrives.
+                guard gateway.inflightRequestBytes.reserve(total - reservedBytes) else {
+                    self.head = nil
+                    body = nil
+                    refuseBeforeBody(Self.inflightRefusal(gateway), head: head, context: context, readingStopped: true)
+                    return
+                }
+                reservedBytes = total
+            }
+            if total > gateway.configuration.server.maxBodyBytes {
                 // A chunked body past the limit: refused at once, and not read any further.
                 self.head = nil
                 body = nil
@@ -184,8 +231,16 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     /// Answers a request refused on its head (`Gateway.admit`), recorded like any refusal. A request
     /// that announced a body is answered with `connection: close` and its body is never read (reading
     /// it only to throw it away is what a flood of keyless uploads would want).
-    private func refuseBeforeBody(_ error: GatewayError, head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let announcesBody = head.headers.contains(name: "transfer-encoding")
+    private static func inflightRefusal(_ gateway: Gateway) -> GatewayError {
+        .unavailable(
+            "AuditGate holds its limit of \(gateway.configuration.server.maxInflightRequestBytes) bytes of request bodies; try again shortly",
+            reason: "too_many_request_bytes")
+    }
+
+    private func refuseBeforeBody(
+        _ error: GatewayError, head: HTTPRequestHead, context: ChannelHandlerContext, readingStopped: Bool = false
+    ) {
+        let announcesBody = readingStopped || head.headers.contains(name: "transfer-encoding")
             || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0
         self.head = nil
         answering = true
@@ -212,6 +267,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     private func answered(context: ChannelHandlerContext, endWritten: EventLoopFuture<Void>? = nil) {
         answering = false
         call = nil
+        releaseReservedBytes()
         guard context.channel.isActive else { return }
         if closeAfterAnswer {
             if let endWritten { context.close(after: endWritten) } else { context.close(promise: nil) }
@@ -229,6 +285,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        releaseReservedBytes()
         call?.clientClosed()
         context.fireChannelInactive()
     }
@@ -250,7 +307,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             let failure: GatewayError =
                 parseError == .headerOverflow
                 ? .headersTooLarge(Self.maxHeaderBytes)
-                : .badRequest("the request is not valid HTTP/1.1 (\(parseError))")
+                : .badRequest("the request is not valid HTTP/1.1 (\(parseError))", reason: "unparseable_http")
             let requestID = Gateway.newRequestID()
             let (status, headers, body) = gateway.errorResponse(failure, shape: .openai, requestID: requestID)
             context.writeWholeAnswer(version: .http1_1, status: status, headers: headers, body: body, close: true)

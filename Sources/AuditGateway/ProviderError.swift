@@ -7,27 +7,41 @@ public struct GatewayError: Error, Sendable {
     public var message: String
     /// The record's outcome for this refusal.
     public var outcome: String
+    /// Why, as a short code a report can group by (`unknown_key`, `body_too_large`, …): the message
+    /// says it to a person, this to a query.
+    public var reason: String
 
-    public init(status: Int, message: String, outcome: String) {
+    public init(status: Int, message: String, outcome: String, reason: String) {
         self.status = status
         self.message = message
         self.outcome = outcome
+        self.reason = reason
     }
 
-    public static func unauthorized(_ message: String) -> GatewayError { .init(status: 401, message: message, outcome: "denied") }
-    public static func notFound(_ path: String) -> GatewayError {
-        .init(status: 404, message: "AuditGate does not forward \(path): not a route of this gateway", outcome: "client_error")
+    public static func unauthorized(_ message: String, reason: String) -> GatewayError {
+        .init(status: 401, message: message, outcome: "denied", reason: reason)
     }
-    public static func badRequest(_ message: String) -> GatewayError { .init(status: 400, message: message, outcome: "client_error") }
+    public static func notFound(_ path: String) -> GatewayError {
+        .init(status: 404, message: "AuditGate does not forward \(path): not a route of this gateway", outcome: "client_error", reason: "unknown_route")
+    }
+    public static func badRequest(_ message: String, reason: String = "bad_request") -> GatewayError {
+        .init(status: 400, message: message, outcome: "client_error", reason: reason)
+    }
     public static func tooLarge(_ limit: Int) -> GatewayError {
-        .init(status: 413, message: "request body is larger than this gateway accepts (\(limit) bytes)", outcome: "client_error")
+        .init(status: 413, message: "request body is larger than this gateway accepts (\(limit) bytes)", outcome: "client_error", reason: "body_too_large")
     }
     public static func headersTooLarge(_ limit: Int) -> GatewayError {
-        .init(status: 431, message: "request headers are larger than this gateway accepts (\(limit) bytes)", outcome: "client_error")
+        .init(status: 431, message: "request headers are larger than this gateway accepts (\(limit) bytes)", outcome: "client_error", reason: "headers_too_large")
     }
-    public static func unavailable(_ message: String) -> GatewayError { .init(status: 503, message: message, outcome: "gateway_error") }
-    public static func badGateway(_ message: String) -> GatewayError { .init(status: 502, message: message, outcome: "upstream_error") }
-    public static func gatewayTimeout(_ message: String) -> GatewayError { .init(status: 504, message: message, outcome: "upstream_error") }
+    public static func unavailable(_ message: String, reason: String = "store_unavailable") -> GatewayError {
+        .init(status: 503, message: message, outcome: "gateway_error", reason: reason)
+    }
+    public static func badGateway(_ message: String) -> GatewayError {
+        .init(status: 502, message: message, outcome: "upstream_error", reason: "upstream_unreachable")
+    }
+    public static func gatewayTimeout(_ message: String) -> GatewayError {
+        .init(status: 504, message: message, outcome: "upstream_error", reason: "upstream_timeout")
+    }
 
     /// The body in the provider's shape.
     public func body(for provider: Provider) -> String {

@@ -121,7 +121,8 @@ public final class UpstreamConnector: Sendable {
     /// The upstream request head: the client's headers minus credentials and hop-by-hop ones, the
     /// provider key, identity encoding so the tap can read usage.
     func requestHead(
-        method: HTTPMethod, path: String, query: Substring?, clientHeaders: HTTPHeaders, bodyLength: Int?
+        method: HTTPMethod, path: String, query: Substring?, clientHeaders: HTTPHeaders, bodyLength: Int?,
+        forwardedFor: String? = nil
     ) -> HTTPRequestHead {
         var target = targetPrefix + path
         if let query, !query.isEmpty { target += "?" + query }
@@ -131,9 +132,12 @@ public final class UpstreamConnector: Sendable {
         let listed = clientHeaders.contains(name: "connection") ? HeaderPolicy.connectionListed(clientHeaders) : []
         for (name, value) in clientHeaders {
             let lowercased = name.lowercased()
-            guard HeaderPolicy.forwardsRequestHeader(lowercased), listed.isEmpty || !listed.contains(lowercased) else { continue }
+            guard HeaderPolicy.forwardsRequestHeader(lowercased), listed.isEmpty || !listed.contains(lowercased),
+                !ForwardedFor.claimHeaders.contains(lowercased)
+            else { continue }
             headers.add(name: name, value: value)
         }
+        if let forwardedFor { headers.add(name: "x-forwarded-for", value: forwardedFor) }
         if let credential { headers.add(name: credential.name, value: credential.value) }
         headers.add(name: "accept-encoding", value: "identity")
         if let bodyLength { headers.add(name: "content-length", value: String(bodyLength)) }

@@ -551,7 +551,7 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
                        host: str = "127.0.0.1", anthropic_base_url: str | None = None,
                        openai_base_url: str | None = None, first_byte_timeout_seconds: int | None = None,
                        egress_proxy: str | None = None, egress_ca_file: str | Path | None = None,
-                       max_body_bytes: int = 1048576) -> str:
+                       max_body_bytes: int = 1048576, server_extra: list[str] | None = None) -> str:
     """The session stack's configuration (same database, keys, stand-in) with some keys changed."""
     su_url, _ = _require_env()
     text = config_yaml(
@@ -589,6 +589,8 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
         egress.append(f"  ca_file: {q(str(egress_ca_file))}")
     if egress:
         text = text.replace("\nauth:\n", "\negress:\n" + "\n".join(egress) + "\nauth:\n", 1)
+    if server_extra:  # more `server:` keys, as YAML lines under it (e.g. "  max_connections: 2")
+        text = text.replace("\ndatabase:\n", "\n" + "\n".join(server_extra) + "\ndatabase:\n", 1)
     return text
 
 

@@ -400,3 +400,127 @@ def test_requests_the_parser_refuses_get_an_error_body_and_a_row(stack):
             break
         time.sleep(0.2)
     assert sorted(r[1] for r in rows) == ["400", "400", "400", "431"], rows
+
+
+# ------------------------------------------------------------------------------------------------
+# client addresses behind load balancers, and the connection and memory limits
+
+
+def send_and_answer(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        return read_answer(sock)
+
+
+def anthropic_request(key: str, t: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": t}]}).encode()
+    return (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+            b"x-api-key: " + key.encode() + b"\r\n" + extra + b"content-length: %d\r\n\r\n" % len(body) + body)
+
+
+def upstream_header(stack, t: str, name: str) -> list:
+    return [v for n, v in stack.standin.find(t)[0]["headers"] if n.lower() == name]
+
+
+def test_forwarded_addresses_from_an_untrusted_peer_are_ignored(stack, exchange):
+    t = tag()
+    status, headers, _ = send_and_answer(int(stack.base_url.rsplit(":", 1)[1]), anthropic_request(
+        stack.alice_key, t, b"x-forwarded-for: 203.0.113.9\r\nforwarded: for=198.51.100.1\r\nx-real-ip: 192.0.2.1\r\n"))
+    assert status == 200
+    check_row(exchange(headers.get(GATEWAY_ID_HEADER)), client_ip="127.0.0.1", outcome="ok")
+    assert upstream_header(stack, t, "x-forwarded-for") == ["127.0.0.1"], "a client's own claim went upstream"
+    assert upstream_header(stack, t, "forwarded") == [] and upstream_header(stack, t, "x-real-ip") == []
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_first_untrusted_hop(stack, make_gateway, exchange):
+    gw = make_gateway("trusted", server_extra=["  trusted_proxies: [127.0.0.0/8, 10.0.0.0/8]"])
+    t = tag()
+    status, headers, _ = send_and_answer(gw.port, anthropic_request(
+        stack.alice_key, t, b"x-forwarded-for: 198.51.100.7, 203.0.113.9, 10.0.0.7\r\n"))
+    assert status == 200
+    check_row(exchange(headers.get(GATEWAY_ID_HEADER)), client_ip="203.0.113.9", outcome="ok")
+    assert upstream_header(stack, t, "x-forwarded-for") == ["198.51.100.7, 203.0.113.9, 10.0.0.7, 127.0.0.1"]
+
+    t = tag()
+    status, headers, _ = send_and_answer(gw.port, anthropic_request(
+        stack.alice_key, t, b'forwarded: for="[2001:db8::1]:4711";proto=https\r\n'))
+    assert status == 200
+    check_row(exchange(headers.get(GATEWAY_ID_HEADER)), client_ip="2001:db8::1", outcome="ok")
+
+    t = tag()  # garbage in the chain: the last known hop is recorded, never the garbage
+    status, headers, _ = send_and_answer(gw.port, anthropic_request(stack.alice_key, t, b"x-forwarded-for: <script>, 10.0.0.8\r\n"))
+    assert status == 200
+    check_row(exchange(headers.get(GATEWAY_ID_HEADER)), client_ip="10.0.0.8", outcome="ok")
+
+
+def test_past_max_connections_a_request_gets_503_with_retry_after(stack, make_gateway):
+    import socket
+    gw = make_gateway("maxconn", server_extra=["  max_connections: 2"])
+    held = [socket.create_connection(("127.0.0.1", gw.port), timeout=10) for _ in range(2)]
+    try:
+        __import__("time").sleep(0.3)
+        status, headers, body = send_and_answer(gw.port, anthropic_request(stack.alice_key, tag()))
+        assert status == 503 and headers.get("retry-after"), (status, headers)
+        assert "connections" in json.loads(body)["error"]["message"]
+    finally:
+        for sock in held:
+            sock.close()
+    __import__("time").sleep(0.5)
+    status, _, _ = send_and_answer(gw.port, anthropic_request(stack.alice_key, tag()))
+    assert status == 200
+
+
+def test_past_max_inflight_request_bytes_a_request_gets_503(stack, make_gateway):
+    import socket
+    gw = make_gateway("inflight", max_body_bytes=8 * 1024 * 1024, server_extra=["  max_inflight_request_bytes: 1048576"])
+    # One upload announces 900 KB and sends it slowly; while it is held, another of 200 KB is refused.
+    slow = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        slow.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\ncontent-length: 900000\r\n\r\n{")
+        __import__("time").sleep(0.3)
+        big = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "y" * 200_000}]})
+        status, headers, body = send_and_answer(gw.port, (
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+            b"x-api-key: " + stack.alice_key.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(big) + big.encode()))
+        assert status == 503 and headers.get("retry-after"), (status, headers)
+        assert "request bodies" in json.loads(body)["error"]["message"]
+    finally:
+        slow.close()
+    __import__("time").sleep(0.5)  # the held upload's share is given back when its connection goes
+    status, _, _ = send_and_answer(gw.port, anthropic_request(stack.alice_key, tag()))
+    assert status == 200
+
+
+def test_a_flood_of_refused_calls_is_bounded_in_the_store_and_every_refusal_counted(stack, make_gateway):
+    """300 keyless calls from one address: a few exchanges of their own, the rest in summary exchanges
+    (api 'refusals') whose counts add up to every refusal."""
+    import http.client
+    import time
+    gw = make_gateway("flood")
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    for _ in range(300):
+        conn.request("GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 401 and answer.getheader("x-should-retry") == "false"
+    conn.close()
+    chain = gw.config_path.read_text().split("chain_id: ")[1].split("\n")[0].strip('"')
+    deadline = time.monotonic() + 15
+    while True:
+        out = stack.psql(
+            "SELECT count(*) FILTER (WHERE d ? 'error'), coalesce(sum((d->>'refusals')::int), 0), "
+            "coalesce(string_agg(DISTINCT d->>'reason', ','), '') "
+            f"FROM (SELECT detail::jsonb AS d FROM audit.events WHERE chain_id = '{chain}' AND kind = 'response') r")
+        individual, summarised, reasons = out.strip().split("|")
+        individual, summarised = int(individual), int(summarised)
+        if individual + summarised == 300 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert individual + summarised == 300, (individual, summarised)
+    assert individual <= 5 * 4, f"{individual} exchanges of their own for one address and reason in a few seconds"
+    assert reasons == "no_key", reasons
+    exchanges = stack.psql(f"SELECT count(*) FROM audit.exchanges WHERE chain_id = '{chain}' AND api = 'refusals'").strip()
+    assert 1 <= int(exchanges) <= 4, exchanges

@@ -151,6 +151,9 @@ def fresh_copy():
             pass
     if not os.environ.get("AUDITGATE_TEST_KEEP"):
         subprocess.run(["rm", "-rf", str(parent)])
+    # SwiftPM leaves its lock files for the copy's build folder in /tmp.
+    for lock in Path(tempfile.gettempdir()).glob("_tmp_" + parent.name + "_*"):
+        lock.unlink(missing_ok=True)
 
 
 def test_a_taken_port_is_named_at_once(fresh_copy):
