@@ -56,7 +56,9 @@ struct Serve: AsyncParsableCommand {
         }
         let settings = GatewaySettings(
             configuration: configuration,
-            bodies: BodyRecorder(mode: BodyRecorder.Mode(rawValue: audit.bodies.rawValue) ?? .redacted, redactor: redactor),
+            bodies: BodyRecorder(
+                mode: BodyRecorder.Mode(rawValue: audit.bodies.rawValue) ?? .redacted, redactor: redactor,
+                providerKeys: [configuration.upstreams.anthropic.apiKey, configuration.upstreams.openai.apiKey].compactMap { $0 }),
             firstByteTimeout: .seconds(Int64(configuration.upstreams.firstByteTimeoutSeconds)))
         let loops = MultiThreadedEventLoopGroup.singleton
         let upstreams: Upstreams

@@ -1,3 +1,4 @@
+import Foundation
 import AuditCore
 import AuditRedaction
 
@@ -29,11 +30,44 @@ public struct BodyRecorder: Sendable {
     /// Longest body text kept in a record; longer ones are cut (the digest covers what is kept, and the
     /// record's detail holds the whole body's length and digest).
     public var maxRecordedBytes: Int
+    /// The configured provider keys: never stored in any form, whatever the mode (a client that pastes
+    /// one into a prompt, a provider that echoes one), so they are replaced wherever a record holds text.
+    public var providerKeys: [String]
 
-    public init(mode: Mode, redactor: Redactor, maxRecordedBytes: Int = 1 << 20) {
+    public init(mode: Mode, redactor: Redactor, maxRecordedBytes: Int = 1 << 20, providerKeys: [String] = []) {
         self.mode = mode
         self.redactor = redactor
         self.maxRecordedBytes = maxRecordedBytes
+        self.providerKeys = providerKeys.filter { $0.utf8.count >= 8 }
+    }
+
+    static let providerKeyMarker = "[REDACTED:provider_key]"
+
+    /// `text` without any configured provider key, and how many were replaced.
+    func scrubProviderKeys(_ text: String) -> (text: String, count: Int) {
+        var text = text
+        var count = 0
+        for key in providerKeys where text.contains(key) {
+            let parts = text.components(separatedBy: key)
+            count += parts.count - 1
+            text = parts.joined(separator: Self.providerKeyMarker)
+        }
+        return (text, count)
+    }
+
+    /// A recorded head value (end user, path and query, model): redacted as bodies are, unless
+    /// `audit.bodies` is `full`, and never holding a provider key. Adds what it replaced to the draft's
+    /// `redactions`.
+    func headValue(_ value: String?, into draft: inout RecordDraft) -> String? {
+        guard let value, !value.isEmpty else { return value }
+        var (text, replaced) = scrubProviderKeys(value)
+        if mode != .full {
+            let result = redactor.redact(text)
+            text = result.text
+            replaced += result.total
+        }
+        if replaced > 0 { draft.redactions = (draft.redactions ?? 0) + replaced }
+        return text
     }
 
     /// Fills `body`, `bodySHA256` and `redactions` of a draft from body bytes. `whole` is the length
@@ -52,15 +86,18 @@ public struct BodyRecorder: Sendable {
         case .hashed:
             draft.bodySHA256 = digest
         case .full:
-            let kept = Self.cut(String(decoding: bytes, as: UTF8.self), limit: maxRecordedBytes)
+            let scrubbed = scrubProviderKeys(String(decoding: bytes, as: UTF8.self))
+            let kept = Self.cut(scrubbed.text, limit: maxRecordedBytes)
             draft.body = kept.text
             truncated = truncated || kept.cut
+            if scrubbed.count > 0 { draft.redactions = (draft.redactions ?? 0) + scrubbed.count }
         case .redacted:
-            let result = redactor.redact(String(decoding: bytes, as: UTF8.self))
+            let scrubbed = scrubProviderKeys(String(decoding: bytes, as: UTF8.self))
+            let result = redactor.redact(scrubbed.text)
             let kept = Self.cut(result.text, limit: maxRecordedBytes)
             draft.body = kept.text
             truncated = truncated || kept.cut
-            draft.redactions = (draft.redactions ?? 0) + result.total
+            draft.redactions = (draft.redactions ?? 0) + result.total + scrubbed.count
         }
         return BodyFacts(bytes: count, sha256: digest, truncated: truncated)
     }

@@ -310,8 +310,34 @@ public final class Gateway: Sendable {
         var draft = RecordDraft(kind: .request, requestID: requestID)
         draft.clientIP = ForwardedFor.clientAddress(peer: request.clientIP, headers: head.headers, server: configuration.server)
         draft.method = head.method.rawValue
-        draft.path = BodyRecorder.cut(request.query.map { path + "?" + $0 } ?? path, limit: RecordedValue.maxPathBytes).text
+        let query = request.query.map { recordedQuery($0, into: &draft) }
+        let fullPath = BodyRecorder.cut(query.map { path + "?" + $0 } ?? path, limit: RecordedValue.maxPathBytes).text
+        draft.path = settings.bodies.headValue(fullPath, into: &draft)
         return (draft, shape)
+    }
+
+    /// The query string as recorded: each parameter's value redacted as the text it decodes to
+    /// (`bob%40example.com` is an e-mail address); a value redaction changed is kept decoded and
+    /// redacted, any other exactly as sent.
+    private func recordedQuery(_ query: Substring, into draft: inout RecordDraft) -> String {
+        guard settings.bodies.mode != .full, query.contains(where: { $0 == "%" || $0 == "+" }) else { return String(query) }
+        var parameters: [String] = []
+        for parameter in query.split(separator: "&", omittingEmptySubsequences: false) {
+            guard let equals = parameter.firstIndex(of: "=") else {
+                parameters.append(String(parameter))
+                continue
+            }
+            let decoded = QueryCredentials.percentDecoded(parameter[parameter.index(after: equals)...])
+            var probe = RecordDraft(kind: .request, requestID: "")
+            let redacted = settings.bodies.headValue(decoded, into: &probe) ?? decoded
+            if let count = probe.redactions, count > 0 {
+                draft.redactions = (draft.redactions ?? 0) + count
+                parameters.append(String(parameter[...equals]) + redacted)
+            } else {
+                parameters.append(String(parameter))
+            }
+        }
+        return parameters.joined(separator: "&")
     }
 
     /// Identity, route, size, classification and the request record's contents, in that order: an
@@ -353,9 +379,9 @@ public final class Gateway: Sendable {
             }
             facts = parsed
         }
-        draft.model = RecordedValue.capped(facts.model)
+        draft.model = settings.bodies.headValue(RecordedValue.capped(facts.model), into: &draft)
         draft.stream = facts.stream
-        draft.endUser = RecordedValue.capped(facts.endUser)
+        draft.endUser = settings.bodies.headValue(RecordedValue.capped(facts.endUser), into: &draft)
         if !body.isEmpty {
             draft.detail = "{" + settings.bodies.record(body, into: &draft).detailMembers.joined(separator: ",") + "}"
         }

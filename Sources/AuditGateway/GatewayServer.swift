@@ -316,7 +316,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             draft.api = "unknown"
             if let head {
                 draft.method = head.method.rawValue
-                draft.path = BodyRecorder.cut(head.uri, limit: RecordedValue.maxPathBytes).text
+                draft.path = gateway.settings.bodies.headValue(BodyRecorder.cut(head.uri, limit: RecordedValue.maxPathBytes).text, into: &draft)
             }
             gateway.recordRefusal(failure, draft: draft, started: ContinuousClock.now) {}
         } else {

@@ -43,6 +43,10 @@ final class ProxyCall: UpstreamDelegate {
     /// The provider's connection is not reading (`autoRead` off) until the client catches up.
     private var upstreamPaused = false
     private var upstreamFailure: String?
+    /// A plain answer's head, not yet written (`writePendingHead`).
+    private var pendingHead: HTTPResponseHead?
+    /// The provider's status when the client was given a 502 instead (the record's detail).
+    private var detailProviderStatus: Int?
 
     init(
         gateway: Gateway, plan: ForwardPlan, started: ContinuousClock.Instant, context: ChannelHandlerContext,
@@ -207,11 +211,15 @@ final class ProxyCall: UpstreamDelegate {
         }
         headers.add(name: "x-auditgate-request-id", value: requestID)
         if !keepAlive { headers.add(name: "connection", value: "close") }
-        if !clientGone {
-            // A stream's head goes out at once (SDKs wait for it); a plain answer's head goes out with
-            // its body in one write once the record is durable.
-            context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: clientVersion, status: head.status, headers: headers))), promise: nil)
-            if isStream { context.flush() }
+        let clientHead = HTTPResponseHead(version: clientVersion, status: head.status, headers: headers)
+        if isStream {
+            // A stream's head goes out at once (SDKs wait for it).
+            if !clientGone { context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(clientHead)), promise: nil) }
+        } else {
+            // A plain answer's head waits for its first body bytes to go out (with them in one write, at
+            // the latest once the record is durable): a provider that breaks off before then is answered
+            // with a 502 the client can read, not a bare close.
+            pendingHead = clientHead
         }
         followClientPace()
     }
@@ -270,8 +278,16 @@ final class ProxyCall: UpstreamDelegate {
     /// or earlier once more is buffered than the connection's high-water mark.
     private func send(_ buffer: ByteBuffer) {
         guard !clientGone, buffer.readableBytes > 0 else { return }
+        writePendingHead()
         context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
         if isStream || !context.channel.isWritable { context.flush() }
+    }
+
+    /// A plain answer's head, once something of it goes to the client.
+    private func writePendingHead() {
+        guard let head = pendingHead else { return }
+        pendingHead = nil
+        if !clientGone { context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil) }
     }
 
     /// Backpressure toward a slow client: the provider's connection stops reading while the client's
@@ -299,7 +315,7 @@ final class ProxyCall: UpstreamDelegate {
         let usage = tap?.usage ?? MeteredUsage()
         var closing = RecordDraft(kind: .response, requestID: requestID)
         closing.statusCode = status
-        closing.model = RecordedValue.capped(usage.model) ?? plan.draft.model
+        closing.model = gateway.settings.bodies.headValue(RecordedValue.capped(usage.model), into: &closing) ?? plan.draft.model
         closing.inputTokens = usage.inputTokens
         closing.outputTokens = usage.outputTokens
         closing.cacheReadTokens = usage.cacheReadTokens
@@ -307,11 +323,20 @@ final class ProxyCall: UpstreamDelegate {
         closing.latencyMs = Gateway.milliseconds(since: started)
         closing.ttfbMs = ttfb
         closing.outcome = Gateway.outcome(status: status, upstreamFailure: upstreamFailure, streamError: usage.streamError)
+        if upstreamFailure != nil, pendingHead != nil {
+            // Nothing of the answer reached the client: it gets a 502, and the record says so (and what
+            // the provider had begun to answer).
+            closing.statusCode = 502
+            detailProviderStatus = status
+        }
         var detail: [String] = []
         if let upstreamFailure { detail.append("\"upstream_failure\":\"\(GatewayError.jsonEscape(upstreamFailure))\"") }
-        if let streamError = usage.streamError { detail.append("\"stream_error\":\"\(GatewayError.jsonEscape(streamError))\"") }
+        if let streamError = gateway.settings.bodies.headValue(usage.streamError, into: &closing) {
+            detail.append("\"stream_error\":\"\(GatewayError.jsonEscape(streamError))\"")
+        }
         if clientGone { detail.append("\"client_disconnected\":true") }
         if let providerRequestID { detail.append("\"provider_request_id\":\"\(GatewayError.jsonEscape(providerRequestID))\"") }
+        if let detailProviderStatus { detail.append("\"provider_status\":\(detailProviderStatus)") }
         if let tap {
             let whole = (count: tap.digest.count, sha256: tap.digest.finalize())
             let facts =
@@ -332,9 +357,16 @@ final class ProxyCall: UpstreamDelegate {
     /// The response record is durable: the answer may end.
     private func answerRecorded(tail: ByteBuffer?) {
         state = .done
+        if let upstreamFailure, pendingHead != nil {
+            // Broken off before anything went out: a whole 502 in the API's shape.
+            pendingHead = nil
+            heldBack = nil
+            return writeError(.badGateway("the provider broke off its answer (\(upstreamFailure))"))
+        }
         if let heldBack { send(heldBack) }
         heldBack = nil
         if let tail { send(tail) }
+        writePendingHead()  // an answer with no body
         // A clean end only for a clean answer: when the provider broke off, the client's connection is
         // broken off too, so its SDK raises instead of taking a truncated answer as whole.
         if upstreamFailure != nil {

@@ -524,3 +524,41 @@ def test_a_flood_of_refused_calls_is_bounded_in_the_store_and_every_refusal_coun
     assert reasons == "no_key", reasons
     exchanges = stack.psql(f"SELECT count(*) FROM audit.exchanges WHERE chain_id = '{chain}' AND api = 'refusals'").strip()
     assert 1 <= int(exchanges) <= 4, exchanges
+
+
+def test_head_values_are_redacted_and_provider_keys_never_stored(stack, exchange):
+    from conftest import ANTHROPIC_PROVIDER_KEY
+    t = tag()
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 64, "metadata": {"user_id": "alice@example.com"},
+                       "messages": [{"role": "user", "content": f"{t} the key is {ANTHROPIC_PROVIDER_KEY}"}]}).encode()
+    r = http("POST", stack.base_url + "/v1/messages?note=bob%40example.com&beta=true",
+             {**AJSON, "x-api-key": stack.alice_key, "x-standin-echo": "1"}, body)
+    assert r.status == 200, r
+    assert ANTHROPIC_PROVIDER_KEY in r.body.decode(), "the client still gets the answer as the provider sent it"
+    row = exchange(r.headers.get(GATEWAY_ID_HEADER))
+    assert "alice@example.com" not in (row["end_user"] or "") and "[REDACTED:" in row["end_user"], row["end_user"]
+    assert "bob%40example.com" not in row["path"] and row["path"].endswith("beta=true"), row["path"]
+    stored = stack.psql(f"SELECT string_agg(coalesce(b.body, ''), ' ') FROM audit.events e LEFT JOIN audit.bodies b "
+                        f"USING (chain_id, seq, recorded_at) WHERE e.request_id = '{row['request_id']}'")
+    assert ANTHROPIC_PROVIDER_KEY not in stored and "[REDACTED:provider_key]" in stored, stored[:400]
+    everything = stack.psql("SELECT count(*) FROM audit.events e LEFT JOIN audit.bodies b USING (chain_id, seq, recorded_at) "
+                            f"WHERE concat(e.detail, e.path, e.model, e.end_user, b.body) LIKE '%{ANTHROPIC_PROVIDER_KEY}%'")
+    assert everything.strip() == "0"
+
+
+def test_a_provider_breaking_off_a_plain_answer_is_an_upstream_error_the_client_notices(stack, exchange):
+    """Before the head: 502 in the API's shape. After it: the client's answer is cut off too (its
+    chunked framing never ends, so no client takes it as whole), and the record says upstream_error."""
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": tag()}]}).encode()
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\nx-standin-break-plain-after: 20\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        status, headers, rest = read_answer(sock, timeout=15)
+    # Nothing had gone out when the provider broke off: a whole 502 the SDK can read.
+    assert status == 502, (status, headers)
+    assert json.loads(rest)["error"]["type"] == "api_error", rest
+    row = exchange(headers.get(GATEWAY_ID_HEADER))
+    check_row(row, outcome="upstream_error", status_code=502)
+    detail = body_facts(stack, row["request_id"], "response")
+    assert detail["provider_status"] == 200 and "upstream_failure" in detail, detail

@@ -73,6 +73,8 @@ BEHAVIOUR ON DEMAND (request headers; all optional, per call)
   x-standin-echo-credentials: 1      send back the x-api-key and authorization received, a
                                      proxy-authorization, and x-hop-secret named in Connection
   x-standin-gzip: 1                  gzip a non-streamed body (content-encoding: gzip)
+  x-standin-break-plain-after: N     send a plain answer's head (full content-length) and N bytes
+                                     of its body, then close the connection
   x-standin-cache-read / -cache-write: see formulas
 
 CONCURRENCY
@@ -491,6 +493,7 @@ class Handler(BaseHTTPRequestHandler):
             "stream_error": self._hdr("x-standin-stream-error"),
             "echo": self._truthy("x-standin-echo"),
             "gzip": self._truthy("x-standin-gzip"),
+            "break_plain_after": self._int("x-standin-break-plain-after", None),
             "cache_read": max(0, self._int("x-standin-cache-read", 0)),
             "cache_write": max(0, self._int("x-standin-cache-write", 0)),
         }
@@ -554,6 +557,17 @@ class Handler(BaseHTTPRequestHandler):
         headers += extra or []
         self._status = status
         self._send_head(status, headers)
+        if opts and opts.get("break_plain_after") is not None:
+            # A provider breaking off a plain answer: the head promises the whole body, part comes.
+            self.wfile.write(body[: opts["break_plain_after"]])
+            self.wfile.flush()
+            sock = self.connection
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+            raise AbortConnection()
         if opts and opts.get("chunk_split"):
             size = max(1, opts["chunk_size"])
             for i in range(0, len(body), size):
