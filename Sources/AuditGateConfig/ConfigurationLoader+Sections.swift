@@ -155,7 +155,11 @@ extension ConfigurationLoader {
     static func readUpstreams(_ node: Node?, reader: NodeReader) -> GatewayConfiguration.Upstreams? {
         guard
             let section = reader.section(
-                node, at: "upstreams", keys: ["anthropic", "openai", "first_byte_timeout_seconds", "idle_timeout_seconds"])
+                node, at: "upstreams",
+                keys: [
+                    "anthropic", "openai", "connect_timeout_seconds", "tls_timeout_seconds", "first_byte_timeout_seconds",
+                    "idle_timeout_seconds",
+                ])
         else { return nil }
         typealias Upstream = GatewayConfiguration.Upstream
         /// Default https://api.anthropic.com: the provider's public origin, what the SDKs use.
@@ -183,9 +187,23 @@ extension ConfigurationLoader {
             reader.fail(section.path("idle_timeout_seconds"), "must be a number of seconds greater than 0; got \(idle)")
             idle = GatewayConfiguration.Upstreams.defaultIdleTimeoutSeconds
         }
+        /// Default 10 s each for the TCP connection (to the provider, or to the egress proxy with its
+        /// CONNECT tunnel) and for the TLS handshake: a provider that is reachable answers both in
+        /// milliseconds, and neither counts against the first-byte or idle timeouts.
+        func seconds(_ key: String, _ fallback: Int) -> Int {
+            let value = reader.integer(section, key, what: "a number of seconds greater than 0") ?? fallback
+            guard value > 0 else {
+                reader.fail(section.path(key), "must be a number of seconds greater than 0; got \(value)")
+                return fallback
+            }
+            return value
+        }
+        let connect = seconds("connect_timeout_seconds", GatewayConfiguration.Upstreams.defaultConnectTimeoutSeconds)
+        let tls = seconds("tls_timeout_seconds", GatewayConfiguration.Upstreams.defaultTLSTimeoutSeconds)
         guard let anthropic, let openai else { return nil }
         return GatewayConfiguration.Upstreams(
-            anthropic: anthropic, openai: openai, firstByteTimeoutSeconds: firstByte, idleTimeoutSeconds: idle)
+            anthropic: anthropic, openai: openai, firstByteTimeoutSeconds: firstByte, idleTimeoutSeconds: idle,
+            connectTimeoutSeconds: connect, tlsTimeoutSeconds: tls)
     }
 
     static func readUpstream(

@@ -110,24 +110,38 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public struct Upstreams: Sendable, Equatable {
         public var anthropic: Upstream
         public var openai: Upstream
-        /// Longest wait for a provider's response head (504 past it).
+        /// Longest wait for a provider's response head once the request is sent (504 past it). The
+        /// connection and its TLS handshake have timeouts of their own, and the idle timeout does not
+        /// apply before the head: none caps another.
         public var firstByteTimeoutSeconds: Int
-        /// Longest silence between two chunks of an answer (the call ends as `upstream_error`).
+        /// Longest silence between two chunks of an answer once its head has come (the call ends as
+        /// `upstream_error`), and longest time an unused connection stays in the pool.
         public var idleTimeoutSeconds: Int
+        /// Longest wait for the TCP connection (to the provider, or to the egress proxy and its
+        /// CONNECT tunnel): 502 past it.
+        public var connectTimeoutSeconds: Int
+        /// Longest wait for the TLS handshake with an https provider: 502 past it.
+        public var tlsTimeoutSeconds: Int
 
         public static let defaultFirstByteTimeoutSeconds = 600
         public static let defaultIdleTimeoutSeconds = 300
+        public static let defaultConnectTimeoutSeconds = 10
+        public static let defaultTLSTimeoutSeconds = 10
 
         public init(
             anthropic: Upstream = Upstream(baseURL: Upstream.defaultAnthropicBaseURL),
             openai: Upstream = Upstream(baseURL: Upstream.defaultOpenAIBaseURL),
             firstByteTimeoutSeconds: Int = defaultFirstByteTimeoutSeconds,
-            idleTimeoutSeconds: Int = defaultIdleTimeoutSeconds
+            idleTimeoutSeconds: Int = defaultIdleTimeoutSeconds,
+            connectTimeoutSeconds: Int = defaultConnectTimeoutSeconds,
+            tlsTimeoutSeconds: Int = defaultTLSTimeoutSeconds
         ) {
             self.anthropic = anthropic
             self.openai = openai
             self.firstByteTimeoutSeconds = firstByteTimeoutSeconds
             self.idleTimeoutSeconds = idleTimeoutSeconds
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.tlsTimeoutSeconds = tlsTimeoutSeconds
         }
     }
 

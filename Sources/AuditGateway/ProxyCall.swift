@@ -108,8 +108,6 @@ final class ProxyCall: UpstreamDelegate {
             gateway.logger.critical(
                 "forwarding WITHOUT a durable record (on_store_failure: continue)", metadata: ["request_id": "\(requestID)", "reason": "\(failure)"])
         }
-        let timeout = gateway.settings.firstByteTimeout
-        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in timedOut() }
         connect(fresh: false)
     }
 
@@ -141,6 +139,10 @@ final class ProxyCall: UpstreamDelegate {
         self.connection = connection
         state = .awaitingHead
         connection.handler.delegate = self
+        connection.handler.awaitingHead = true
+        // The first-byte timeout starts once the request goes out: connecting and TLS have their own.
+        headTimer?.cancel()
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: gateway.settings.firstByteTimeout) { [self] in timedOut() }
         let head = plan.upstreamHead
         let channel = connection.channel
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -149,7 +151,7 @@ final class ProxyCall: UpstreamDelegate {
     }
 
     private func timedOut() {
-        guard state == .connecting || state == .awaitingHead else { return }
+        guard state == .awaitingHead else { return }
         let seconds = gateway.settings.firstByteTimeout.nanoseconds / 1_000_000_000
         dropConnection()
         failBeforeHead(.gatewayTimeout("the provider did not answer within \(seconds) s"))

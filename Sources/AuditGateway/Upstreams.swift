@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// Connections to the two providers.
 public struct Upstreams: Sendable {
@@ -22,11 +23,13 @@ public struct Upstreams: Sendable {
     public static func make(
         configuration: GatewayConfiguration, environment: [String: String], group: any EventLoopGroup
     ) throws -> Upstreams {
-        let idle = TimeAmount.seconds(Int64(configuration.upstreams.idleTimeoutSeconds))
+        let timeouts = configuration.upstreams
         func connector(_ upstream: URL, credential: (name: String, value: String)?) throws -> UpstreamConnector {
             try UpstreamConnector(
                 baseURL: upstream, proxy: Egress.proxy(for: upstream, configured: configuration.egress.proxy, environment: environment),
-                caFile: configuration.egress.caFile, credential: credential, idleTimeout: idle, group: group)
+                caFile: configuration.egress.caFile, credential: credential,
+                idleTimeout: .seconds(Int64(timeouts.idleTimeoutSeconds)), group: group,
+                connectTimeout: .seconds(Int64(timeouts.connectTimeoutSeconds)), tlsTimeout: .seconds(Int64(timeouts.tlsTimeoutSeconds)))
         }
         let anthropic = configuration.upstreams.anthropic
         let openai = configuration.upstreams.openai
@@ -75,6 +78,11 @@ public final class UpstreamConnector: Sendable {
     /// certificate is then checked against the connected address.
     let serverName: String?
     let idleTimeout: TimeAmount
+    /// The TCP connection (and an egress proxy's CONNECT tunnel), then the TLS handshake: each has a
+    /// limit of its own, and neither counts against the first-byte timeout, which starts once the
+    /// request is sent.
+    let connectTimeout: TimeAmount
+    let tlsTimeout: TimeAmount
     private let pools: [ObjectIdentifier: LoopPool]
 
     /// Idle connections kept per event loop, at most; more are closed when their call ends.
@@ -82,8 +90,11 @@ public final class UpstreamConnector: Sendable {
 
     public init(
         baseURL: URL, proxy: (host: String, port: Int)?, caFile: String?, credential: (name: String, value: String)?,
-        idleTimeout: TimeAmount, group: any EventLoopGroup
+        idleTimeout: TimeAmount, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(10),
+        tlsTimeout: TimeAmount = .seconds(10)
     ) throws {
+        self.connectTimeout = connectTimeout
+        self.tlsTimeout = tlsTimeout
         guard let host = baseURL.host, !host.isEmpty else { throw UpstreamSetupError(description: "no host in \(baseURL)") }
         isTLS = baseURL.scheme?.lowercased() == "https"
         let hostIsAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
@@ -166,7 +177,7 @@ public final class UpstreamConnector: Sendable {
     func connect(on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(10))
+            .connectTimeout(connectTimeout)
         let connectHost = proxy?.host ?? host
         let connectPort = proxy?.port ?? port
         guard let proxy, isTLS else {
@@ -174,7 +185,8 @@ public final class UpstreamConnector: Sendable {
                 channel.eventLoop.makeCompletedFuture { try addProtocolHandlers(to: channel) }
             }
             .connect(host: connectHost, port: connectPort)
-            .flatMapThrowing { [self] channel in try ready(channel) }
+            .flatMapErrorThrowing { [self] error in throw UpstreamTimeout.connect(error, connectTimeout) }
+            .flatMap { [self] channel in handshaken(channel) }
         }
         // Through a CONNECT tunnel: TLS and HTTP are added once the proxy has opened it.
         let target = tunnelTarget
@@ -184,7 +196,8 @@ public final class UpstreamConnector: Sendable {
             }
         }
         .connect(host: proxy.host, port: proxy.port)
-        .flatMap { channel in
+        .flatMapErrorThrowing { [self] error in throw UpstreamTimeout.connect(error, connectTimeout) }
+        .flatMap { [self] channel in
             let established: EventLoopFuture<Void>
             let tunnel: NIOLoopBound<ConnectTunnelHandler>
             do {
@@ -195,11 +208,12 @@ public final class UpstreamConnector: Sendable {
                 channel.close(promise: nil)
                 return channel.eventLoop.makeFailedFuture(error)
             }
-            return established.flatMapThrowing { [self] in
+            return Self.deadline(established, after: connectTimeout, on: channel, UpstreamTimeout(what: "the egress proxy's CONNECT tunnel", limit: connectTimeout))
+            .flatMapThrowing { [self] in
                 channel.pipeline.syncOperations.removeHandler(tunnel.value, promise: nil)
                 try addProtocolHandlers(to: channel)
-                return try ready(channel)
             }
+            .flatMap { [self] in handshaken(channel) }
             .flatMapErrorThrowing { error in
                 channel.close(promise: nil)
                 throw error
@@ -207,10 +221,36 @@ public final class UpstreamConnector: Sendable {
         }
     }
 
+    /// The connection once its TLS handshake is done (at once for plain HTTP), within `tlsTimeout`.
+    private func handshaken(_ channel: any Channel) -> EventLoopFuture<UpstreamConnection> {
+        guard sslContext != nil, let waiter = try? channel.pipeline.syncOperations.handler(type: TLSHandshakeWaiter.self) else {
+            return channel.eventLoop.makeCompletedFuture { try ready(channel) }
+        }
+        return Self.deadline(waiter.done.futureResult, after: tlsTimeout, on: channel, UpstreamTimeout(what: "the TLS handshake", limit: tlsTimeout))
+            .flatMapThrowing { [self] in try ready(channel) }
+    }
+
+    /// `future`, or a failure with `error` (and the channel closed) if it has not completed `after` from now.
+    static func deadline(
+        _ future: EventLoopFuture<Void>, after: TimeAmount, on channel: any Channel, _ error: UpstreamTimeout
+    ) -> EventLoopFuture<Void> {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        let timer = channel.eventLoop.scheduleTask(in: after) {
+            promise.fail(error)
+            channel.close(promise: nil)
+        }
+        future.whenComplete { result in
+            timer.cancel()
+            promise.completeWith(result)
+        }
+        return promise.futureResult
+    }
+
     private func addProtocolHandlers(to channel: any Channel) throws {
         let pipeline = channel.pipeline.syncOperations
         if let sslContext {
             try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+            try pipeline.addHandler(TLSHandshakeWaiter(promise: channel.eventLoop.makePromise()))
         }
         try pipeline.addHTTPClientHandlers()
         try pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout))
@@ -265,6 +305,9 @@ final class UpstreamHandler: ChannelInboundHandler {
 
     var delegate: (any UpstreamDelegate)?
     private var keepAlive = true
+    /// A request is out and its response head has not come: the first-byte timeout is in charge, so
+    /// the idle timeout (silence between chunks of an answer) does not apply yet.
+    var awaitingHead = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let delegate else {
@@ -276,6 +319,7 @@ final class UpstreamHandler: ChannelInboundHandler {
         case .head(let head):
             // 1xx answers (100 Continue) are not the answer.
             if head.status.code < 200 { return }
+            awaitingHead = false
             keepAlive = head.isKeepAlive
             delegate.upstreamHead(head)
         case .body(let buffer):
@@ -298,6 +342,7 @@ final class UpstreamHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if delegate != nil, awaitingHead { return }
             if delegate == nil {
                 context.close(promise: nil)
             } else {
@@ -324,6 +369,7 @@ final class UpstreamHandler: ChannelInboundHandler {
         case let error as BoringSSLError: return "TLS: \(tlsReason(error))"
         case let error as NIOSSLExtraError: return "TLS: \(error.description)"
         case let error as ChannelError: return "\(error)"
+        case let error as UpstreamTimeout: return error.description
         default: return String(describing: type(of: error))
         }
     }
@@ -334,6 +380,50 @@ final class UpstreamHandler: ChannelInboundHandler {
         let codes = "\(error)".split(whereSeparator: { !($0.isUppercase || $0.isNumber || $0 == "_") })
             .filter { $0.count >= 6 && $0.contains("_") }
         return codes.isEmpty ? "certificate or protocol error" : Array(Set(codes.map(String.init))).sorted().joined(separator: ", ")
+    }
+}
+
+/// A connection step that took longer than its limit (or a connect that failed: its error as is).
+struct UpstreamTimeout: Error, CustomStringConvertible {
+    var what: String
+    var limit: TimeAmount
+
+    var description: String { "\(what) took longer than \(limit.nanoseconds / 1_000_000_000) s" }
+
+    /// NIO's connect timeout in these words; any other connect error unchanged.
+    static func connect(_ error: any Error, _ limit: TimeAmount) -> any Error {
+        if case ChannelError.connectTimeout = error { return UpstreamTimeout(what: "connecting", limit: limit) }
+        return error
+    }
+}
+
+/// Completes `done` when the TLS handshake has completed, fails it when the connection fails first.
+final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let done: EventLoopPromise<Void>
+
+    init(promise: EventLoopPromise<Void>) { done = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            done.succeed(())
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        done.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.ioOnClosedChannel)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        done.fail(ChannelError.ioOnClosedChannel)  // no-op once succeeded
     }
 }
 

@@ -551,7 +551,8 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
                        host: str = "127.0.0.1", anthropic_base_url: str | None = None,
                        openai_base_url: str | None = None, first_byte_timeout_seconds: int | None = None,
                        egress_proxy: str | None = None, egress_ca_file: str | Path | None = None,
-                       max_body_bytes: int = 1048576, server_extra: list[str] | None = None) -> str:
+                       max_body_bytes: int = 1048576, server_extra: list[str] | None = None,
+                       upstreams_extra: list[str] | None = None) -> str:
     """The session stack's configuration (same database, keys, stand-in) with some keys changed."""
     su_url, _ = _require_env()
     text = config_yaml(
@@ -574,6 +575,8 @@ def custom_config_yaml(stack: "Stack", *, port: int, chain_id: str, spool_dir: P
         out.append(line)
         if line == "upstreams:" and first_byte_timeout_seconds is not None:
             out.append(f"  first_byte_timeout_seconds: {first_byte_timeout_seconds}")
+        if line == "upstreams:" and upstreams_extra:
+            out.extend(upstreams_extra)
     text = "\n".join(out)
     # base_url lines: the first belongs to anthropic, the second to openai
     std = f"    base_url: {q(stack.standin_url)}"

@@ -562,3 +562,80 @@ def test_a_provider_breaking_off_a_plain_answer_is_an_upstream_error_the_client_
     check_row(row, outcome="upstream_error", status_code=502)
     detail = body_facts(stack, row["request_id"], "response")
     assert detail["provider_status"] == 200 and "upstream_failure" in detail, detail
+
+
+# ------------------------------------------------------------------------------------------------
+# timeouts: connect, TLS, first byte and idle, none capping another
+
+
+def anthropic_call(url: str, key: str, headers: dict | None = None, timeout: float = 60):
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": tag()}]}).encode()
+    return http("POST", url + "/v1/messages", {**AJSON, "x-api-key": key, **(headers or {})}, body, timeout=timeout)
+
+
+def test_a_first_byte_timeout_longer_than_the_idle_timeout_is_honoured(stack, make_gateway, exchange):
+    gw = make_gateway("slowhead", first_byte_timeout_seconds=6, upstreams_extra=["  idle_timeout_seconds: 1"])
+    r = anthropic_call(gw.url, stack.alice_key, {"x-standin-delay": "2.5"})
+    assert r.status == 200, (r.status, r.body[:200])
+    check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), outcome="ok")
+    # Past the idle timeout between two events of a stream, after the head: the idle timeout applies.
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 8, "stream": True,
+                       "messages": [{"role": "user", "content": tag()}]}).encode()
+    import socket
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=15) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\nx-standin-pause-after-first-event: 2.5\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert not data.endswith(b"0\r\n\r\n"), "a stream cut off by the idle timeout must not end as a whole one"
+    request_id = re.search(rb"x-auditgate-request-id: (\S+)", data, re.I).group(1).decode()
+    row = exchange(request_id)
+    assert row["outcome"] == "upstream_error", row
+
+
+def test_connect_and_tls_have_timeouts_of_their_own(stack, make_gateway, exchange):
+    import socket
+    import threading
+    import time
+    # A listener whose accept queue is full: a new connection's SYN is never answered.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", full.getsockname()[1]))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    time.sleep(0.2)
+    # A listener that accepts and never says a word: a TLS handshake never completes.
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(mute.accept()), daemon=True).start()
+    try:
+        gw = make_gateway("connect-timeout", anthropic_base_url=f"http://127.0.0.1:{full.getsockname()[1]}",
+                          first_byte_timeout_seconds=30, upstreams_extra=["  connect_timeout_seconds: 1"])
+        started = time.monotonic()
+        r = anthropic_call(gw.url, stack.alice_key)
+        assert r.status == 502 and "connecting took longer than 1 s" in r.json()["error"]["message"], (r.status, r.body)
+        assert time.monotonic() - started < 10
+        check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), outcome="upstream_error", status_code=502)
+
+        gw = make_gateway("tls-timeout", anthropic_base_url=f"https://127.0.0.1:{mute.getsockname()[1]}",
+                          first_byte_timeout_seconds=30, upstreams_extra=["  tls_timeout_seconds: 1"])
+        started = time.monotonic()
+        r = anthropic_call(gw.url, stack.alice_key)
+        assert r.status == 502 and "the TLS handshake took longer than 1 s" in r.json()["error"]["message"], (r.status, r.body)
+        assert time.monotonic() - started < 10
+    finally:
+        for s in fillers:
+            s.close()
+        full.close()
+        mute.close()
