@@ -31,7 +31,10 @@ extension ConfigurationLoader {
         guard
             let section = reader.section(
                 node, at: "server",
-                keys: ["host", "port", "max_body_bytes", "trusted_proxies", "max_connections", "max_inflight_request_bytes"])
+                keys: [
+                    "host", "port", "max_body_bytes", "trusted_proxies", "max_connections", "max_inflight_request_bytes",
+                    "idle_timeout_seconds",
+                ])
         else { return nil }
         typealias Server = GatewayConfiguration.Server
 
@@ -86,9 +89,17 @@ extension ConfigurationLoader {
             reader.fail(section.path("max_inflight_request_bytes"), "must be a number of bytes greater than 0; got \(maxInflight)")
             maxInflight = Server.defaultMaxInflightRequestBytes
         }
+        /// Default 75 s, nginx's keepalive_timeout: long enough for an SDK's next call to reuse the
+        /// connection, short enough that idle connections do not pile up.
+        var idle = reader.integer(section, "idle_timeout_seconds", what: "a number of seconds greater than 0")
+            ?? Server.defaultIdleTimeoutSeconds
+        if idle <= 0 {
+            reader.fail(section.path("idle_timeout_seconds"), "must be a number of seconds greater than 0; got \(idle)")
+            idle = Server.defaultIdleTimeoutSeconds
+        }
         return Server(
             host: host, port: port, maxBodyBytes: maxBodyBytes, trustedProxies: trustedProxies, maxConnections: maxConnections,
-            maxInflightRequestBytes: maxInflight)
+            maxInflightRequestBytes: maxInflight, idleTimeoutSeconds: idle)
     }
 
     // MARK: database
@@ -158,7 +169,7 @@ extension ConfigurationLoader {
                 node, at: "upstreams",
                 keys: [
                     "anthropic", "openai", "connect_timeout_seconds", "tls_timeout_seconds", "first_byte_timeout_seconds",
-                    "idle_timeout_seconds",
+                    "idle_timeout_seconds", "drain_timeout_seconds",
                 ])
         else { return nil }
         typealias Upstream = GatewayConfiguration.Upstream
@@ -200,10 +211,14 @@ extension ConfigurationLoader {
         }
         let connect = seconds("connect_timeout_seconds", GatewayConfiguration.Upstreams.defaultConnectTimeoutSeconds)
         let tls = seconds("tls_timeout_seconds", GatewayConfiguration.Upstreams.defaultTLSTimeoutSeconds)
+        /// Default 30 s: after a client leaves a stream, the provider's answer is read on (so the record
+        /// has its usage) for this long at most, then the connection is closed: an endless stream
+        /// nobody reads must not be read, and billed, forever.
+        let drain = seconds("drain_timeout_seconds", GatewayConfiguration.Upstreams.defaultDrainTimeoutSeconds)
         guard let anthropic, let openai else { return nil }
         return GatewayConfiguration.Upstreams(
             anthropic: anthropic, openai: openai, firstByteTimeoutSeconds: firstByte, idleTimeoutSeconds: idle,
-            connectTimeoutSeconds: connect, tlsTimeoutSeconds: tls)
+            connectTimeoutSeconds: connect, tlsTimeoutSeconds: tls, drainTimeoutSeconds: drain)
     }
 
     static func readUpstream(

@@ -62,6 +62,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// gets 503. Bounds what concurrent uploads can take, whatever `max_body_bytes` allows each.
         public var maxInflightRequestBytes: Int
 
+        /// A client connection with no call in flight that sends nothing for this long is closed; the
+        /// full time starts again after every answer.
+        public var idleTimeoutSeconds: Int
+        public static let defaultIdleTimeoutSeconds = 75
+
         public static let defaultMaxConnections = 10_000
         public static let defaultMaxInflightRequestBytes = 512 << 20
 
@@ -71,8 +76,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
             maxBodyBytes: Int = Server.defaultMaxBodyBytes,
             trustedProxies: [CIDR] = [],
             maxConnections: Int = Server.defaultMaxConnections,
-            maxInflightRequestBytes: Int = Server.defaultMaxInflightRequestBytes
+            maxInflightRequestBytes: Int = Server.defaultMaxInflightRequestBytes,
+            idleTimeoutSeconds: Int = Server.defaultIdleTimeoutSeconds
         ) {
+            self.idleTimeoutSeconds = idleTimeoutSeconds
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
@@ -122,11 +129,15 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var connectTimeoutSeconds: Int
         /// Longest wait for the TLS handshake with an https provider: 502 past it.
         public var tlsTimeoutSeconds: Int
+        /// After the client left an answer, how long the provider's is still read (for the record's
+        /// usage) before the connection is closed.
+        public var drainTimeoutSeconds: Int
 
         public static let defaultFirstByteTimeoutSeconds = 600
         public static let defaultIdleTimeoutSeconds = 300
         public static let defaultConnectTimeoutSeconds = 10
         public static let defaultTLSTimeoutSeconds = 10
+        public static let defaultDrainTimeoutSeconds = 30
 
         public init(
             anthropic: Upstream = Upstream(baseURL: Upstream.defaultAnthropicBaseURL),
@@ -134,7 +145,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             firstByteTimeoutSeconds: Int = defaultFirstByteTimeoutSeconds,
             idleTimeoutSeconds: Int = defaultIdleTimeoutSeconds,
             connectTimeoutSeconds: Int = defaultConnectTimeoutSeconds,
-            tlsTimeoutSeconds: Int = defaultTLSTimeoutSeconds
+            tlsTimeoutSeconds: Int = defaultTLSTimeoutSeconds,
+            drainTimeoutSeconds: Int = defaultDrainTimeoutSeconds
         ) {
             self.anthropic = anthropic
             self.openai = openai
@@ -142,6 +154,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             self.idleTimeoutSeconds = idleTimeoutSeconds
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.tlsTimeoutSeconds = tlsTimeoutSeconds
+            self.drainTimeoutSeconds = drainTimeoutSeconds
         }
     }
 

@@ -22,10 +22,14 @@ public struct GatewaySettings: Sendable {
     /// redaction sees past the edge where the kept copy is cut (a card number across it is still found).
     public var maxAssembledText: Int = (1 << 20) + (64 << 10)
 
+    /// After the client left, how long the provider's answer is still read (`upstreams.drain_timeout_seconds`).
+    public var drainTimeout: TimeAmount
+
     public init(configuration: GatewayConfiguration, bodies: BodyRecorder, firstByteTimeout: TimeAmount) {
         self.configuration = configuration
         self.bodies = bodies
         self.firstByteTimeout = firstByteTimeout
+        drainTimeout = .seconds(Int64(configuration.upstreams.drainTimeoutSeconds))
     }
 }
 

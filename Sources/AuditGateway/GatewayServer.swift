@@ -56,7 +56,6 @@ public struct GatewayServer: Service {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: limits)
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: GatewayConnectionHandler.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(GatewayConnectionHandler(gateway: gateway, overCapacity: overCapacity))
                 }
             }
@@ -142,18 +141,29 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         reservedBytes = 0
     }
 
-    /// A client connection that sends nothing for this long while no call of its is in flight (an idle
-    /// keep-alive connection, or a request that stopped arriving) is closed, as nginx's
-    /// `keepalive_timeout` does. A call in flight keeps its connection however long its answer takes.
-    static let idleTimeout = TimeAmount.seconds(75)
+    /// A client connection that sends nothing for `server.idle_timeout_seconds` while no call of its is
+    /// in flight (an idle keep-alive connection, or a request that stopped arriving) is closed, as
+    /// nginx's `keepalive_timeout` does. A call in flight keeps its connection however long its answer
+    /// takes, and the full timeout starts again after every answer.
+    private var idleTimer: Scheduled<Void>?
+
+    private func armIdleTimer(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        let timeout = TimeAmount.seconds(Int64(gateway.configuration.server.idleTimeoutSeconds))
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            if !answering { context.close(promise: nil) }
+        }
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         clientIP = context.channel.remoteAddress?.ipAddress
+        armIdleTimer(context: context)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if !answering { armIdleTimer(context: context) }  // bytes of a request still arriving
         if answering || !waiting.isEmpty {
             waiting.append(part)
             try? context.channel.syncOptions?.setOption(.autoRead, value: false)
@@ -268,6 +278,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
         answering = false
         call = nil
         releaseReservedBytes()
+        armIdleTimer(context: context)
         guard context.channel.isActive else { return }
         if closeAfterAnswer {
             if let endWritten { context.close(after: endWritten) } else { context.close(promise: nil) }
@@ -285,6 +296,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
         releaseReservedBytes()
         call?.clientClosed()
         context.fireChannelInactive()
@@ -325,10 +337,6 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if !answering { context.close(promise: nil) }
-            return
-        }
         if event is ChannelShouldQuiesceEvent {
             if answering || head != nil {
                 closeAfterAnswer = true

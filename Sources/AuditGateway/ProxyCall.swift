@@ -43,6 +43,10 @@ final class ProxyCall: UpstreamDelegate {
     /// The provider's connection is not reading (`autoRead` off) until the client catches up.
     private var upstreamPaused = false
     private var upstreamFailure: String?
+    /// Ends the reading of an answer its client left (`clientClosed`).
+    private var drainTimer: Scheduled<Void>?
+    /// The answer was not read to its end: the client had left and the drain timeout passed.
+    private var drainCut = false
     /// A plain answer's head, not yet written (`writePendingHead`).
     private var pendingHead: HTTPResponseHead?
     /// The provider's status when the client was given a 502 instead (the record's detail).
@@ -305,14 +309,26 @@ final class ProxyCall: UpstreamDelegate {
         try? channel.syncOptions?.setOption(.autoRead, value: !pause)
     }
 
-    /// The client went away; the answer is still read to its end and recorded.
+    /// The client went away; the answer is still read (for the record's usage), for at most
+    /// `drainTimeout`, then the provider's connection is closed and the record completed.
     func clientClosed() {
         clientGone = true
         followClientPace()
+        if state == .streaming, drainTimer == nil {
+            drainTimer = context.eventLoop.assumeIsolated().scheduleTask(in: gateway.settings.drainTimeout) { [self] in drainTimedOut() }
+        }
+    }
+
+    private func drainTimedOut() {
+        guard state == .streaming else { return }
+        drainCut = true
+        dropConnection()
+        finishAnswer()
     }
 
     private func finishAnswer() {
         state = .recordingResponse
+        drainTimer?.cancel()
         let tail = tap?.finish() ?? []
         let usage = tap?.usage ?? MeteredUsage()
         var closing = RecordDraft(kind: .response, requestID: requestID)
@@ -325,6 +341,7 @@ final class ProxyCall: UpstreamDelegate {
         closing.latencyMs = Gateway.milliseconds(since: started)
         closing.ttfbMs = ttfb
         closing.outcome = Gateway.outcome(status: status, upstreamFailure: upstreamFailure, streamError: usage.streamError)
+        if drainCut { closing.outcome = .clientError }
         if upstreamFailure != nil, pendingHead != nil {
             // Nothing of the answer reached the client: it gets a 502, and the record says so (and what
             // the provider had begun to answer).
@@ -337,6 +354,7 @@ final class ProxyCall: UpstreamDelegate {
             detail.append("\"stream_error\":\"\(GatewayError.jsonEscape(streamError))\"")
         }
         if clientGone { detail.append("\"client_disconnected\":true") }
+        if drainCut { detail.append("\"drain_cut_after_seconds\":\(gateway.settings.drainTimeout.nanoseconds / 1_000_000_000)") }
         if let providerRequestID { detail.append("\"provider_request_id\":\"\(GatewayError.jsonEscape(providerRequestID))\"") }
         if let detailProviderStatus { detail.append("\"provider_status\":\(detailProviderStatus)") }
         if let tap {

@@ -27,7 +27,7 @@ struct ValidationTests {
                 - {nme: x, regex: "y"}
             """))
         expectIssue(found, at: "servr", containing: "unknown key 'servr'", "valid keys: server, database, upstreams, egress, auth, audit, redaction")
-        expectIssue(found, at: "server.prot", containing: "unknown key 'prot' (valid keys: host, port, max_body_bytes, trusted_proxies, max_connections, max_inflight_request_bytes)")
+        expectIssue(found, at: "server.prot", containing: "unknown key 'prot' (valid keys: host, port, max_body_bytes, trusted_proxies, max_connections, max_inflight_request_bytes, idle_timeout_seconds)")
         expectIssue(found, at: "upstreams.anthropic.apikey", containing: "unknown key 'apikey' (valid keys: base_url, api_key)")
         expectIssue(found, at: "auth.keys[0].key", containing: "unknown key 'key' (valid keys: key_sha256, user, team)")
         expectIssue(found, at: "redaction.custom[0].nme", containing: "unknown key 'nme'")

@@ -639,3 +639,46 @@ def test_connect_and_tls_have_timeouts_of_their_own(stack, make_gateway, exchang
             s.close()
         full.close()
         mute.close()
+
+
+def test_an_endless_stream_its_client_left_is_read_for_the_drain_timeout_only(stack, make_gateway, exchange):
+    import socket
+    import time
+    gw = make_gateway("drain", upstreams_extra=["  drain_timeout_seconds: 1"])
+    body = json.dumps({"model": ANTHROPIC_MODEL, "max_tokens": 200000, "stream": True,
+                       "messages": [{"role": "user", "content": tag()}]}).encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"anthropic-version: 2023-06-01\r\nx-api-key: " + stack.alice_key.encode() +
+                     b"\r\nx-standin-events: 100000\r\nx-standin-event-interval: 0.01\r\n"
+                     b"content-length: %d\r\n\r\n" % len(body) + body)
+        seen = b""
+        while b"content_block_delta" not in seen:
+            seen += sock.recv(65536)
+    left = time.monotonic()
+    request_id = re.search(rb"x-auditgate-request-id: (\S+)", seen, re.I).group(1).decode()
+    row = exchange(request_id, timeout=20)  # a 1,000 s stream: without the drain limit, no record for 1,000 s
+    assert time.monotonic() - left < 10
+    detail = body_facts(stack, request_id, "response")
+    assert detail.get("client_disconnected") is True and detail.get("drain_cut_after_seconds") == 1, detail
+    assert row["outcome"] == "client_error" and 0 < row["output_tokens"] < 100000, (row["outcome"], row["output_tokens"])
+
+
+def test_the_client_idle_timeout_starts_again_after_every_answer(stack, make_gateway):
+    import socket
+    import time
+    gw = make_gateway("idle", server_extra=["  idle_timeout_seconds: 2"])
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=15) as sock:
+        # An answer that takes longer than the idle timeout does not count as idleness...
+        sock.sendall(anthropic_request(stack.alice_key, tag(), b"x-standin-delay: 3\r\n"))
+        status, _, _ = read_answer(sock, timeout=15)
+        assert status == 200
+        # ...and after it the whole timeout starts again: still open 1.2 s later.
+        time.sleep(1.2)
+        sock.sendall(anthropic_request(stack.alice_key, tag()))
+        status, _, _ = read_answer(sock)
+        assert status == 200
+        # Idle past the timeout: the gateway closes the connection.
+        time.sleep(3)
+        sock.settimeout(5)
+        assert sock.recv(1) == b"", "the idle connection was not closed"
