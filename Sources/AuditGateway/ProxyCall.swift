@@ -112,7 +112,24 @@ final class ProxyCall: UpstreamDelegate {
             gateway.logger.critical(
                 "forwarding WITHOUT a durable record (on_store_failure: continue)", metadata: ["request_id": "\(requestID)", "reason": "\(failure)"])
         }
+        if clientGone { return notForwarded() }
         connect(fresh: false)
+    }
+
+    /// The client left before the request went out: it is not forwarded (nobody would read the
+    /// answer, and the organisation would pay for it), and the record says so.
+    private func notForwarded() {
+        headTimer?.cancel()
+        state = .recordingResponse
+        var closing = RecordDraft(kind: .response, requestID: requestID)
+        closing.statusCode = 499  // nginx's "client closed request"
+        closing.outcome = .clientError
+        closing.latencyMs = Gateway.milliseconds(since: started)
+        closing.detail = "{\"client_disconnected\":true,\"forwarded\":false}"
+        gateway.recordResponse(closing, api: plan.route.api, done: onLoop { call in
+            call.state = .done
+            call.end(nil)
+        })
     }
 
     private func connect(fresh: Bool) {
@@ -139,6 +156,11 @@ final class ProxyCall: UpstreamDelegate {
             // Timed out meanwhile: the connection is not this call's to use.
             connection.channel.close(promise: nil)
             return
+        }
+        if clientGone {
+            // Unused, so as good as any idle one: into the pool, and the call is not forwarded.
+            connector.release(connection)
+            return notForwarded()
         }
         self.connection = connection
         state = .awaitingHead

@@ -682,3 +682,69 @@ def test_the_client_idle_timeout_starts_again_after_every_answer(stack, make_gat
         time.sleep(3)
         sock.settimeout(5)
         assert sock.recv(1) == b"", "the idle connection was not closed"
+
+
+def test_a_call_whose_client_left_before_it_went_out_is_not_forwarded(stack, make_gateway, exchange):
+    """The provider's listener is full, so the gateway's connection waits for a SYN retry; the client
+    leaves meanwhile. When the connection opens, nothing is sent on it, and the record says why."""
+    import select
+    import socket
+    import time
+    provider = socket.socket()
+    provider.bind(("127.0.0.1", 0))
+    provider.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", provider.getsockname()[1]))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    time.sleep(0.2)
+    try:
+        gw = make_gateway("gone", anthropic_base_url=f"http://127.0.0.1:{provider.getsockname()[1]}",
+                          upstreams_extra=["  connect_timeout_seconds: 20"])
+        t = tag()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as client:
+            client.sendall(anthropic_request(stack.alice_key, t))
+            client.settimeout(1.0)
+            sent_at = time.monotonic()
+            data = b""
+            try:
+                data = client.recv(100)
+            except socket.timeout:
+                pass
+            assert data == b"", "the gateway answered while its connection to the provider could not open"
+            request_id = None
+        # The client has left. Free the provider's accept queue and read whatever the gateway sends.
+        provider.setblocking(False)
+        received = b""
+        deadline = time.monotonic() + 8
+        accepted = []
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([provider] + accepted, [], [], 0.2)
+            for sock in readable:
+                if sock is provider:
+                    conn, _ = provider.accept()
+                    accepted.append(conn)
+                else:
+                    chunk = sock.recv(65536)
+                    received += chunk
+                    if not chunk:
+                        accepted.remove(sock)
+        assert t.encode() not in received and b"POST" not in received, received[:200]
+        out = stack.psql("SELECT request_id FROM audit.events WHERE kind = 'request' AND chain_id = "
+                         f"(SELECT chain_id FROM audit.events WHERE recorded_at > now() - interval '1 minute' "
+                         f"AND chain_id LIKE 'gone-%' LIMIT 1)")
+        request_id = out.strip().splitlines()[-1]
+        row = exchange(request_id)
+        check_row(row, outcome="client_error", status_code=499)
+        detail = body_facts(stack, request_id, "response")
+        assert detail == {"client_disconnected": True, "forwarded": False}, detail
+        assert time.monotonic() - sent_at < 20
+    finally:
+        for s in fillers:
+            s.close()
+        provider.close()
