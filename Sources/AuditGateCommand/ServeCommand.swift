@@ -32,10 +32,14 @@ struct Serve: AsyncParsableCommand {
 
         let audit = configuration.audit
         let journal = Journal(
-            configuration: JournalConfiguration(
-                chainID: audit.chainID, spoolDirectory: audit.spoolDir,
-                durability: audit.durability == .spool ? .spool : .async, spoolMaxBytes: audit.spoolMaxBytes,
-                databaseURL: configuration.database.url),
+            configuration: {
+                var journal = JournalConfiguration(
+                    chainID: audit.chainID, spoolDirectory: audit.spoolDir,
+                    durability: audit.durability == .spool ? .spool : .async, spoolMaxBytes: audit.spoolMaxBytes,
+                    databaseURL: configuration.database.url)
+                journal.shipperStallAfter = .seconds(audit.shipperStallSeconds)
+                return journal
+            }(),
             logger: Logger(label: "auditgate.journal"))
         do {
             try await journal.start()

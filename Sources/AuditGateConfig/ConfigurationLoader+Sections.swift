@@ -398,7 +398,7 @@ extension ConfigurationLoader {
     // MARK: audit
 
     static func readAudit(_ node: Node?, reader: NodeReader, hostName: () -> String) -> GatewayConfiguration.Audit? {
-        let keys = ["chain_id", "durability", "spool_dir", "on_store_failure", "bodies", "spool_max_bytes"]
+        let keys = ["chain_id", "durability", "spool_dir", "on_store_failure", "bodies", "spool_max_bytes", "shipper_stall_seconds"]
         guard let section = reader.section(node, at: "audit", keys: keys) else { return nil }
         typealias Audit = GatewayConfiguration.Audit
 
@@ -439,9 +439,17 @@ extension ConfigurationLoader {
             reader.fail(section.path("spool_max_bytes"), "must be greater than 1048576 (1 MiB); got \(spoolMaxBytes)")
             spoolMaxBytes = Audit.defaultSpoolMaxBytes
         }
+        /// Default 30 s: a store that takes nothing for that long while records wait is a problem to
+        /// page someone about (`/readyz` 503), not a hiccup; the spool keeps every record meanwhile.
+        var stall = reader.integer(section, "shipper_stall_seconds", what: "a number of seconds greater than 0")
+            ?? Audit.defaultShipperStallSeconds
+        if stall <= 0 {
+            reader.fail(section.path("shipper_stall_seconds"), "must be a number of seconds greater than 0; got \(stall)")
+            stall = Audit.defaultShipperStallSeconds
+        }
         return Audit(
             chainID: chainID, durability: durability, spoolDir: spoolDir,
-            onStoreFailure: onStoreFailure, bodies: bodies, spoolMaxBytes: spoolMaxBytes
+            onStoreFailure: onStoreFailure, bodies: bodies, spoolMaxBytes: spoolMaxBytes, shipperStallSeconds: stall
         )
     }
 

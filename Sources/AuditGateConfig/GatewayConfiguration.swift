@@ -305,6 +305,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// The most the spool may hold, in bytes, before new calls are refused (or, with
         /// `on_store_failure: continue`, go unrecorded). Always > 1 MiB.
         public var spoolMaxBytes: Int
+        /// A shipper with records waiting that has not moved for this long makes `/readyz` answer 503.
+        public var shipperStallSeconds: Int
+        public static let defaultShipperStallSeconds = 30
 
         public init(
             chainID: String,
@@ -312,8 +315,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
             spoolDir: String = Audit.defaultSpoolDir,
             onStoreFailure: StoreFailurePolicy = .reject,
             bodies: BodyPolicy = .redacted,
-            spoolMaxBytes: Int = Audit.defaultSpoolMaxBytes
+            spoolMaxBytes: Int = Audit.defaultSpoolMaxBytes,
+            shipperStallSeconds: Int = Audit.defaultShipperStallSeconds
         ) {
+            self.shipperStallSeconds = shipperStallSeconds
             self.chainID = chainID
             self.durability = durability
             self.spoolDir = spoolDir

@@ -748,3 +748,35 @@ def test_a_call_whose_client_left_before_it_went_out_is_not_forwarded(stack, mak
         for s in fillers:
             s.close()
         provider.close()
+
+
+def test_readyz_says_when_the_store_takes_nothing_and_recovers(stack, make_gateway, exchange):
+    import time
+    gw = make_gateway("stall")
+    gw.config_path.write_text(gw.config_path.read_text().replace("  durability: spool\n", "  durability: spool\n  shipper_stall_seconds: 1\n"))
+    gw.stop()
+    gw.start(stack.alice_key)
+    stack.psql("REVOKE INSERT ON audit.events FROM auditgate_writer")
+    try:
+        r = anthropic_call(gw.url, stack.alice_key)
+        assert r.status == 200, "calls are still taken: their records are durable in the spool"
+        request_id = r.headers.get(GATEWAY_ID_HEADER)
+        deadline = time.monotonic() + 15
+        ready = None
+        while time.monotonic() < deadline:
+            ready = http("GET", gw.url + "/readyz", {"x-api-key": stack.alice_key})
+            if ready.status == 503:
+                break
+            time.sleep(0.3)
+        assert ready.status == 503, ready
+        body = ready.json()
+        assert body["status"] == "store_stalled" and "42501" in body["reason"] and body["backlog"] >= 2, body
+        metrics = http("GET", gw.url + "/metrics", {"x-api-key": stack.alice_key}).body.decode()
+        assert re.search(r"^auditgate_shipper_stalled 1(\.0)?$", metrics, re.M), metrics[:2000]
+    finally:
+        stack.psql("GRANT INSERT ON audit.events TO auditgate_writer")
+    check_row(exchange(request_id, timeout=30), outcome="ok")
+    deadline = time.monotonic() + 15
+    while http("GET", gw.url + "/readyz", {"x-api-key": stack.alice_key}).status != 200 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert http("GET", gw.url + "/readyz", {"x-api-key": stack.alice_key}).status == 200
