@@ -8,6 +8,8 @@
 #   async   wrk -> AuditGate, durability async  -> upstream (+ its PostgreSQL store)
 #   spool-1, async-1   the same with AUDITGATE_EVENT_LOOPS=1 (one NIO event loop thread instead of
 #           one per core: no hops between loops, the other core left to the journal and PostgreSQL)
+#   spool-base, async-base   the same two modes on the build of BASELINE=REV (a git revision, built
+#           in a worktree of its own): the previous build side by side with this one, in one run
 # For each target: throughput at CONNECTIONS connections, latency percentiles at 1 connection, and
 # the CPU and memory of the proxy's own processes, and where the machine's cores went during each
 # throughput run (the proxy, the upstream, PostgreSQL, the rest: wrk and the kernel's own work). After every run against AuditGate, every call wrk
@@ -15,7 +17,8 @@
 # store is verified with `auditgate-report verify` at the end.
 # Every measurement runs REPEAT times, the targets interleaved; tables give medians and ranges.
 # Usage: bash bench/gateway.sh   (env: DURATION, LATENCY_DURATION, CONNECTIONS, REPEAT, TARGETS,
-#        PROFILE=DIR for an extra `perf record` of the spool gateway under load)
+#        PROFILE=DIR for an extra `perf record` of the spool gateway under load, BASELINE=REV with
+#        the targets spool-base / async-base)
 # Progress goes to stderr, the markdown tables to stdout.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -32,6 +35,10 @@ bench_require
 log "machine: $(nproc) cores; $(lscpu | sed -n 's/^Model name: *//p'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench_build
 [[ " $TARGETS " != *" nio-relay "* ]] || relay_build
+if [[ " $TARGETS " == *"-base "* ]]; then
+    [ -n "${BASELINE:-}" ] || { log "the targets spool-base and async-base need BASELINE=REV"; exit 2; }
+    baseline_build "$BASELINE"
+fi
 bench_setup
 
 UPSTREAM_PORT=$(free_port)
@@ -49,6 +56,11 @@ for target in $TARGETS; do
         else
             gateway_start "$target" "${GATEWAY_PORTS[$target]}"
         fi
+        ;;
+    spool-base | async-base)
+        GATEWAY_PORTS[$target]=$(free_port)
+        gateway_config "$target" "${GATEWAY_PORTS[$target]}" "${target%-base}" "$UPSTREAM_PORT"
+        AUDITGATE=$AUDITGATE_BASE gateway_start "$target" "${GATEWAY_PORTS[$target]}"
         ;;
     nio-relay)
         RELAY_PORT=$(free_port)

@@ -32,6 +32,18 @@ bench_build() {
     REPORT="$bin/auditgate-report"
 }
 
+# baseline_build REV: a release build of auditgate at git revision REV, in a worktree of its own under
+# .build-bench-baseline/ (so the working tree is untouched); sets AUDITGATE_BASE.
+baseline_build() {
+    local rev=$1 tree=.build-bench-baseline/tree
+    log "building auditgate at $rev (release, worktree $tree)"
+    git worktree remove --force "$tree" >/dev/null 2>&1 || true
+    rm -rf "$tree"
+    git worktree add --detach "$tree" "$rev" >&2
+    swift build -c release --product auditgate --package-path "$tree" --scratch-path .build-bench-baseline/build >&2
+    AUDITGATE_BASE="$(swift build -c release --package-path "$tree" --scratch-path .build-bench-baseline/build --show-bin-path)/auditgate"
+}
+
 # relay_build: the bare SwiftNIO relay of bench/nio-relay (release, its own scratch path, since it is a
 # package of its own); sets RELAY.
 relay_build() {

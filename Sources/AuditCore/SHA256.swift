@@ -87,6 +87,25 @@ public final class IncrementalSHA256 {
     }
 }
 
+extension Array<UInt8> {
+    /// Lower-case hexadecimal, as `Sequence.hexString`, without the generic path: called from other
+    /// modules on a digest, the generic getter went through a protocol iterator byte by byte (a few
+    /// µs per call on the gateway's path, where every record's detail holds a digest).
+    public var hexString: String {
+        withUnsafeBufferPointer { bytes in
+            String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+                hexDigits.withUnsafeBufferPointer { digits in
+                    for (index, byte) in bytes.enumerated() {
+                        out[2 * index] = digits[Int(byte >> 4)]
+                        out[2 * index + 1] = digits[Int(byte & 0x0f)]
+                    }
+                }
+                return bytes.count * 2
+            }
+        }
+    }
+}
+
 extension Sequence<UInt8> {
     /// Lower-case hexadecimal, the form every hash takes in the store, the docs and the packages.
     public var hexString: String {

@@ -47,6 +47,8 @@ struct ReceivedRequest {
     /// Credentials given in the query string (`key=`, `api_key=`, or any value equal to a client key),
     /// already removed from `query`: they are neither forwarded nor recorded.
     var queryCredentials: [String] = []
+    /// Who the head was admitted as (`Gateway.admit`), so the call is not identified twice.
+    var admittedCaller: Caller?
 
     init(head: HTTPRequestHead, body: ByteBuffer?, bodyTooLarge: Bool, clientIP: String?, isClientKey: (String) -> Bool = { _ in false }) {
         self.head = head
@@ -261,28 +263,37 @@ public final class Gateway: Sendable {
     /// What can be refused on the request head alone, before its body is read: no valid key (unless the
     /// path is one of the gateway's own endpoints, which check keys by their own rules, or a
     /// connectivity probe), and a declared `Content-Length` over `server.max_body_bytes`.
-    func admit(_ head: HTTPRequestHead) -> GatewayError? {
+    /// The caller it found comes back too, so the call is identified once, not again when it is decided.
+    func admit(_ head: HTTPRequestHead) -> (refusal: GatewayError?, caller: Caller?) {
         let request = receivedHead(head, clientIP: nil)
         let path = request.path
         let ownEndpoint =
             (head.method == .GET && ["/healthz", "/readyz", "/metrics"].contains(path))
             || (head.method == .HEAD && GatewayConnectionHandler.connectivityProbes.contains(path))
-        if !ownEndpoint, case .failure(let error) = identify(head.headers, queryCredentials: request.queryCredentials) {
-            return error
+        var caller: Caller?
+        if !ownEndpoint {
+            switch identify(head.headers, queryCredentials: request.queryCredentials) {
+            case .failure(let error): return (error, nil)
+            case .success(let found): caller = found
+            }
         }
         let limit = configuration.server.maxBodyBytes
         if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > limit {
-            return .tooLarge(limit)
+            return (.tooLarge(limit), caller)
         }
-        return nil
+        return (nil, caller)
     }
 
     /// A request as received, its query's credentials split off (`QueryCredentials`).
-    func receivedHead(_ head: HTTPRequestHead, body: ByteBuffer? = nil, bodyTooLarge: Bool = false, clientIP: String?) -> ReceivedRequest {
+    func receivedHead(
+        _ head: HTTPRequestHead, body: ByteBuffer? = nil, bodyTooLarge: Bool = false, clientIP: String?, caller: Caller? = nil
+    ) -> ReceivedRequest {
         let auth = configuration.auth
-        return ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP) {
+        var request = ReceivedRequest(head: head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP) {
             auth.clientKey(forCredential: $0) != nil
         }
+        request.admittedCaller = caller
+        return request
     }
 
     /// The request record of a refused call as far as its head tells (who, if known; which route), and
@@ -354,7 +365,7 @@ public final class Gateway: Sendable {
 
         // 1. Identity. An unknown key is refused and audited, never forwarded.
         let caller: Caller
-        switch identify(head.headers, queryCredentials: request.queryCredentials) {
+        switch request.admittedCaller.map({ .success($0) }) ?? identify(head.headers, queryCredentials: request.queryCredentials) {
         case .success(let found): caller = found
         case .failure(let error): return .refuse(error, draft: draft, shape: shape)
         }

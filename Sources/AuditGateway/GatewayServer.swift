@@ -129,6 +129,8 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     private let overCapacity: Bool
     /// Bytes of this connection's current request body counted against `server.max_inflight_request_bytes`.
     private var reservedBytes = 0
+    /// Who the current request's head was admitted as.
+    private var admittedCaller: Caller?
 
     init(gateway: Gateway, overCapacity: Bool = false) {
         self.gateway = gateway
@@ -145,13 +147,31 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
     /// in flight (an idle keep-alive connection, or a request that stopped arriving) is closed, as
     /// nginx's `keepalive_timeout` does. A call in flight keeps its connection however long its answer
     /// takes, and the full timeout starts again after every answer.
+    /// One timer per connection, rescheduled only when it fires (not on every read: that would cost a
+    /// schedule and a cancel per request); reads and answers just move `lastActivity`.
     private var idleTimer: Scheduled<Void>?
+    private var lastActivity = NIODeadline.now()
 
     private func armIdleTimer(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        let timeout = TimeAmount.seconds(Int64(gateway.configuration.server.idleTimeoutSeconds))
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            if !answering { context.close(promise: nil) }
+        lastActivity = NIODeadline.now()
+        guard idleTimer == nil else { return }
+        scheduleIdleCheck(context: context, in: .seconds(Int64(gateway.configuration.server.idleTimeoutSeconds)))
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, in delay: TimeAmount) {
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            idleTimer = nil
+            let timeout = TimeAmount.seconds(Int64(gateway.configuration.server.idleTimeoutSeconds))
+            if answering {
+                // A call in flight keeps the connection; the full time counts again from its answer.
+                return scheduleIdleCheck(context: context, in: timeout)
+            }
+            let idle = NIODeadline.now() - lastActivity
+            if idle >= timeout {
+                context.close(promise: nil)
+            } else {
+                scheduleIdleCheck(context: context, in: timeout - idle)
+            }
         }
     }
 
@@ -179,10 +199,12 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             bodyTooLarge = false
             // Admission on the head alone, before a byte of the body is read or `100 Continue` invites
             // it: a caller without a valid key, or with a declared body over the limit, costs no memory.
-            if let refusal = gateway.admit(received) {
+            let admission = gateway.admit(received)
+            if let refusal = admission.refusal {
                 refuseBeforeBody(refusal, head: received, context: context)
                 return
             }
+            admittedCaller = admission.caller
             if overCapacity {
                 let limit = gateway.configuration.server.maxConnections
                 refuseBeforeBody(
@@ -223,7 +245,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
                 answering = true
                 closeAfterAnswer = true
                 try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-                dispatch(gateway.receivedHead(head, bodyTooLarge: true, clientIP: clientIP), context: context)
+                dispatch(gateway.receivedHead(head, bodyTooLarge: true, clientIP: clientIP, caller: admittedCaller), context: context)
             } else if body == nil {
                 body = chunk
             } else {
@@ -233,7 +255,7 @@ final class GatewayConnectionHandler: ChannelInboundHandler {
             guard let head else { return }
             self.head = nil
             answering = true
-            dispatch(gateway.receivedHead(head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP), context: context)
+            dispatch(gateway.receivedHead(head, body: body, bodyTooLarge: bodyTooLarge, clientIP: clientIP, caller: admittedCaller), context: context)
             body = nil
         }
     }

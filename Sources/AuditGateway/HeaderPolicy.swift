@@ -30,6 +30,8 @@ public enum HeaderPolicy {
     public static func connectionListed(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {
         var names = Set<String>()
         for (name, value) in headers where name.lowercased() == "connection" {
+            // The usual case, `keep-alive` or `close` alone: both are dropped anyway.
+            if value.utf8.count <= 10, ["keep-alive", "close"].contains(value.lowercased()) { continue }
             for token in value.split(separator: ",") {
                 let trimmed = token.trimmingSpaces().lowercased()
                 if !trimmed.isEmpty { names.insert(trimmed) }

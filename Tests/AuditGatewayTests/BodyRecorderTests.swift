@@ -51,6 +51,14 @@ import Testing
         #expect(facts.detailMembers.contains("\"body_truncated\":true"))
     }
 
+    @Test func byteSearchFindsTheNeedleAnywhere() {
+        #expect(BodyRecorder.containsBytes("abcabd", "abd"))
+        #expect(BodyRecorder.containsBytes("xxkey", "key") && BodyRecorder.containsBytes("keyxx", "key"))
+        #expect(!BodyRecorder.containsBytes("ke", "key") && !BodyRecorder.containsBytes("", "key"))
+        #expect(!BodyRecorder.containsBytes("kekekx", "kek" + "ey"))
+        #expect(BodyRecorder.containsBytes("안녕 sk-ant-1 끝", "sk-ant-1"))
+    }
+
     @Test func cutsFallOnCharacterBoundaries() {
         let text = "안녕하세요"  // 3 bytes a character
         #expect(BodyRecorder.cut(text, limit: 7) == ("안녕", true))

@@ -780,3 +780,32 @@ def test_readyz_says_when_the_store_takes_nothing_and_recovers(stack, make_gatew
     while http("GET", gw.url + "/readyz", {"x-api-key": stack.alice_key}).status != 200 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert http("GET", gw.url + "/readyz", {"x-api-key": stack.alice_key}).status == 200
+
+
+def test_a_provider_closing_before_its_head_is_a_502_in_the_apis_shape(stack, make_gateway, exchange):
+    import socket
+    import threading
+    provider = socket.socket()
+    provider.bind(("127.0.0.1", 0))
+    provider.listen(8)
+
+    def read_then_hang_up():
+        while True:
+            try:
+                conn, _ = provider.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=read_then_hang_up, daemon=True).start()
+    try:
+        gw = make_gateway("hangup", openai_base_url=f"http://127.0.0.1:{provider.getsockname()[1]}")
+        r = http("POST", gw.url + "/v1/chat/completions", {**OJSON, "authorization": f"Bearer {stack.bob_key}"},
+                 json.dumps({"model": CHAT_MODEL, "messages": [{"role": "user", "content": tag()}]}).encode())
+        assert r.status == 502, (r.status, r.body)
+        error = r.json()["error"]
+        assert error["code"] == "bad_gateway" and "closed" in error["message"], error
+        check_row(exchange(r.headers.get(GATEWAY_ID_HEADER)), **bob(stack), outcome="upstream_error", status_code=502)
+    finally:
+        provider.close()
