@@ -74,29 +74,16 @@ extension ConfigurationLoader {
 
         /// Default 10,000: far above what one gateway on a few cores serves (each held stream is one),
         /// far below the file descriptors a flood of idle connections would otherwise take.
-        var maxConnections = reader.integer(section, "max_connections", what: "a number of connections greater than 0")
-            ?? Server.defaultMaxConnections
-        if maxConnections <= 0 {
-            reader.fail(section.path("max_connections"), "must be a number of connections greater than 0; got \(maxConnections)")
-            maxConnections = Server.defaultMaxConnections
-        }
+        let maxConnections = reader.positiveInteger(
+            section, "max_connections", unit: "connections", default: Server.defaultMaxConnections)
 
         /// Default 512 MiB: sixteen concurrent uploads of the largest body the providers take; what
         /// many clients can make the gateway hold at once, whatever each may send.
-        var maxInflight = reader.integer(section, "max_inflight_request_bytes", what: "a number of bytes greater than 0")
-            ?? Server.defaultMaxInflightRequestBytes
-        if maxInflight <= 0 {
-            reader.fail(section.path("max_inflight_request_bytes"), "must be a number of bytes greater than 0; got \(maxInflight)")
-            maxInflight = Server.defaultMaxInflightRequestBytes
-        }
+        let maxInflight = reader.positiveInteger(
+            section, "max_inflight_request_bytes", unit: "bytes", default: Server.defaultMaxInflightRequestBytes)
         /// Default 75 s, nginx's keepalive_timeout: long enough for an SDK's next call to reuse the
         /// connection, short enough that idle connections do not pile up.
-        var idle = reader.integer(section, "idle_timeout_seconds", what: "a number of seconds greater than 0")
-            ?? Server.defaultIdleTimeoutSeconds
-        if idle <= 0 {
-            reader.fail(section.path("idle_timeout_seconds"), "must be a number of seconds greater than 0; got \(idle)")
-            idle = Server.defaultIdleTimeoutSeconds
-        }
+        let idle = reader.positiveInteger(section, "idle_timeout_seconds", unit: "seconds", default: Server.defaultIdleTimeoutSeconds)
         return Server(
             host: host, port: port, maxBodyBytes: maxBodyBytes, trustedProxies: trustedProxies, maxConnections: maxConnections,
             maxInflightRequestBytes: maxInflight, idleTimeoutSeconds: idle)
@@ -201,14 +188,7 @@ extension ConfigurationLoader {
         /// Default 10 s each for the TCP connection (to the provider, or to the egress proxy with its
         /// CONNECT tunnel) and for the TLS handshake: a provider that is reachable answers both in
         /// milliseconds, and neither counts against the first-byte or idle timeouts.
-        func seconds(_ key: String, _ fallback: Int) -> Int {
-            let value = reader.integer(section, key, what: "a number of seconds greater than 0") ?? fallback
-            guard value > 0 else {
-                reader.fail(section.path(key), "must be a number of seconds greater than 0; got \(value)")
-                return fallback
-            }
-            return value
-        }
+        func seconds(_ key: String, _ fallback: Int) -> Int { reader.positiveInteger(section, key, unit: "seconds", default: fallback) }
         let connect = seconds("connect_timeout_seconds", GatewayConfiguration.Upstreams.defaultConnectTimeoutSeconds)
         let tls = seconds("tls_timeout_seconds", GatewayConfiguration.Upstreams.defaultTLSTimeoutSeconds)
         /// Default 30 s: after a client leaves a stream, the provider's answer is read on (so the record
@@ -441,12 +421,7 @@ extension ConfigurationLoader {
         }
         /// Default 30 s: a store that takes nothing for that long while records wait is a problem to
         /// page someone about (`/readyz` 503), not a hiccup; the spool keeps every record meanwhile.
-        var stall = reader.integer(section, "shipper_stall_seconds", what: "a number of seconds greater than 0")
-            ?? Audit.defaultShipperStallSeconds
-        if stall <= 0 {
-            reader.fail(section.path("shipper_stall_seconds"), "must be a number of seconds greater than 0; got \(stall)")
-            stall = Audit.defaultShipperStallSeconds
-        }
+        let stall = reader.positiveInteger(section, "shipper_stall_seconds", unit: "seconds", default: Audit.defaultShipperStallSeconds)
         return Audit(
             chainID: chainID, durability: durability, spoolDir: spoolDir,
             onStoreFailure: onStoreFailure, bodies: bodies, spoolMaxBytes: spoolMaxBytes, shipperStallSeconds: stall

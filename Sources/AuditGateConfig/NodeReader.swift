@@ -146,6 +146,17 @@ final class NodeReader {
         return value
     }
 
+    /// The integer under `key` when it is greater than 0, else `fallback` (a value ≤ 0 is reported
+    /// as "must be a number of UNIT greater than 0; got N"). `unit` is "bytes", "seconds", …
+    func positiveInteger(_ section: Section, _ key: String, unit: String, default fallback: Int) -> Int {
+        let value = integer(section, key, what: "a number of \(unit) greater than 0") ?? fallback
+        guard value > 0 else {
+            fail(section.path(key), "must be a number of \(unit) greater than 0; got \(value)")
+            return fallback
+        }
+        return value
+    }
+
     /// One of an enumeration's raw values, or nil when absent or invalid.
     func choice<Choice: RawRepresentable & CaseIterable>(_ section: Section, _ key: String) -> Choice?
     where Choice.RawValue == String {
